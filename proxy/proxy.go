@@ -250,7 +250,7 @@ func (p *Proxy) CheckBackend(ctx context.Context) (string, error) {
 	}
 	defer conn.Close()
 	if tc, ok := conn.(*tls.Conn); ok {
-		return fmt.Sprintf("TLS %s", tls.VersionName(tc.ConnectionState().Version)), nil
+		return tls.VersionName(tc.ConnectionState().Version), nil
 	}
 	return "no TLS", nil
 }
