@@ -170,9 +170,13 @@ func (r *Reader) CopyBody(w io.Writer) error {
 		r.r += n
 		r.pending -= n
 		if _, err := w.Write(chunk); err != nil {
-			// Keep framing intact for the caller even if w failed.
-			if _, derr := r.discard(); derr != nil {
-				return derr
+			// Keep framing intact for the caller even if w failed. The
+			// failed chunk may have been the last one, and discard would
+			// then report ErrBodyPending instead of err.
+			if r.pending > 0 {
+				if _, derr := r.discard(); derr != nil {
+					return derr
+				}
 			}
 			return err
 		}
