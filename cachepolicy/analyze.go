@@ -1,0 +1,332 @@
+package cachepolicy
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Analysis is what one SQL string, as sent in a simple Query or a Parse
+// message, means for the cache. Analyze fills it from the parse tree alone;
+// Decide adds what the catalog knows.
+type Analysis struct {
+	Statements int   // statements in the string
+	ParseError error // the parser's error; then Reason is "parse error" and all else is zero
+
+	// Read side.
+
+	// Candidate is true for exactly one plain SELECT (joins, subqueries,
+	// CTEs, set operations, VALUES, TABLE x...) without FOR UPDATE/SHARE,
+	// SELECT INTO, data-modifying CTEs, TABLESAMPLE, CURRENT_TIMESTAMP and
+	// its kin, clock literals such as 'now'::timestamptz, or set_config.
+	Candidate bool
+	Reason    string   // why not a candidate: "FOR UPDATE", "several statements"...
+	Relations []RelRef // relations the candidate reads, sorted, deduplicated
+	Functions []string // functions the candidate calls (last name element), sorted, deduplicated
+
+	// Write side, for every statement in the string (candidate or not).
+
+	// Writes are relnames (no schema) whose data or definition the string
+	// may change: DML targets, COPY FROM, TRUNCATE, and DDL on relations.
+	Writes []string
+	// InvalidateAll is set when the string may change results anywhere in
+	// the database: DO, CALL, EXECUTE, DDL on types, functions, schemas or
+	// roles, and every statement type this package does not classify.
+	InvalidateAll bool
+	// CatalogChange is set for DDL (CREATE, ALTER, DROP, RENAME, GRANT,
+	// REVOKE, REFRESH, policies, rules, triggers) and with InvalidateAll:
+	// catalog facts cached for the database are stale.
+	CatalogChange bool
+
+	// Session side, in statement order.
+	Session []SessionEffect
+}
+
+// RelRef is a relation a query reads, as written.
+type RelRef struct {
+	Schema string // as written; "" if unqualified
+	Name   string // relname as the parser returns it: folded unless quoted
+	// MaybeCTE is set when the name is unqualified and equal to a CTE's
+	// name somewhere in the statement. The parse tree does not say which
+	// one a reference means, so it is a dependency only if a relation of
+	// that name exists.
+	MaybeCTE bool
+}
+
+var errNUL = errors.New("parse: NUL byte in query")
+
+// Analyze parses sql, which may hold several statements, and classifies
+// it. It never returns nil. A string that does not parse changes nothing,
+// since Postgres rejects it whole.
+func Analyze(sql string) *Analysis {
+	if strings.IndexByte(sql, 0) >= 0 {
+		// The C parser would stop at the NUL; Postgres rejects the message.
+		return &Analysis{ParseError: errNUL, Reason: "parse error"}
+	}
+	tree, err := pg_query.Parse(sql)
+	if err != nil {
+		return &Analysis{ParseError: fmt.Errorf("parse: %w", err), Reason: "parse error"}
+	}
+	stmts := tree.GetStmts()
+	a := &Analysis{Statements: len(stmts)}
+	var first *scan
+	for _, raw := range stmts {
+		stmt := raw.GetStmt()
+		s := scanStatement(stmt)
+		if first == nil {
+			first = s
+		}
+		a.changes(stmt, s.dml)
+		a.Session = append(a.Session, sessionEffects(stmt)...)
+		for _, fc := range s.setConfig {
+			a.Session = append(a.Session, setConfigEffect(fc))
+		}
+	}
+	a.Writes = sortedUnique(a.Writes)
+	a.read(stmts, first)
+	return a
+}
+
+// read fills the read side from the statements and the scan of the first.
+func (a *Analysis) read(stmts []*pg_query.RawStmt, s *scan) {
+	switch len(stmts) {
+	case 0:
+		a.Reason = "empty query"
+		return
+	case 1:
+	default:
+		a.Reason = "several statements"
+		return
+	}
+	stmt := stmts[0].GetStmt()
+	if stmt.GetSelectStmt() == nil {
+		a.Reason = "not a SELECT (" + statementTag(stmt) + ")"
+		return
+	}
+	if why := s.why(); why != "" {
+		a.Reason = why
+		return
+	}
+	a.Candidate = true
+	a.Relations = s.relations()
+	a.Functions = sortedUnique(s.funcs)
+}
+
+// Reasons a SELECT is not a candidate, most telling first: when a query
+// has several, Reason names the first.
+const (
+	whyInto = iota
+	whyLocking
+	whyDataCTE
+	whySetConfig
+	whySample
+	whyValueFunc
+	whyClockLiteral
+	whyCount
+)
+
+// scan is what one walk over a statement finds: the read side, for when
+// it is a SELECT, and what any statement may write or set.
+type scan struct {
+	rels    []RelRef
+	ctes    map[string]bool
+	funcs   []string
+	reasons [whyCount]string // first reason found of each kind
+
+	// dml are the targets of every INSERT, UPDATE, DELETE and MERGE: the
+	// statement itself, data-modifying CTEs, COPY (DELETE ...) TO. Whether
+	// they run depends on the statement (not under PREPARE, CREATE RULE
+	// or a plain EXPLAIN).
+	dml       []string
+	setConfig []*pg_query.FuncCall
+}
+
+// scanStatement walks stmt once.
+func scanStatement(stmt *pg_query.Node) *scan {
+	s := new(scan)
+	walk(stmt, s.visit)
+	return s
+}
+
+func (sc *scan) visit(m proto.Message) bool {
+	switch n := m.(type) {
+	case *pg_query.RangeVar:
+		sc.rels = append(sc.rels, RelRef{Schema: n.GetSchemaname(), Name: n.GetRelname()})
+	case *pg_query.FuncCall:
+		sc.call(n)
+	case *pg_query.CommonTableExpr:
+		sc.cte(n)
+	case *pg_query.InsertStmt:
+		sc.dml = appendRel(sc.dml, n.GetRelation())
+	case *pg_query.UpdateStmt:
+		sc.dml = appendRel(sc.dml, n.GetRelation())
+	case *pg_query.DeleteStmt:
+		sc.dml = appendRel(sc.dml, n.GetRelation())
+	case *pg_query.MergeStmt:
+		sc.dml = appendRel(sc.dml, n.GetRelation())
+	case *pg_query.IntoClause:
+		sc.reject(whyInto, "SELECT INTO")
+	case *pg_query.LockingClause:
+		sc.reject(whyLocking, lockingName(n.GetStrength()))
+	case *pg_query.RangeTableSample:
+		sc.reject(whySample, "TABLESAMPLE")
+	case *pg_query.SQLValueFunction:
+		sc.reject(whyValueFunc, valueFuncReason(n.GetOp()))
+	case *pg_query.A_Const:
+		if s := n.GetSval(); s != nil && ReadsClock(s.GetSval()) {
+			sc.reject(whyClockLiteral, "reads the clock ("+quoteLiteral(s.GetSval())+")")
+		}
+	}
+	return true
+}
+
+func (sc *scan) call(fc *pg_query.FuncCall) {
+	name := funcName(fc)
+	sc.funcs = append(sc.funcs, name)
+	if name == "set_config" {
+		sc.setConfig = append(sc.setConfig, fc)
+		sc.reject(whySetConfig, "changes the session (set_config)")
+	}
+}
+
+func (sc *scan) reject(why int, reason string) {
+	if sc.reasons[why] == "" {
+		sc.reasons[why] = reason
+	}
+}
+
+func (sc *scan) why() string {
+	for _, reason := range sc.reasons {
+		if reason != "" {
+			return reason
+		}
+	}
+	return ""
+}
+
+// cte notes a CTE's name and rejects a data-modifying one.
+func (sc *scan) cte(c *pg_query.CommonTableExpr) {
+	if sc.ctes == nil {
+		sc.ctes = make(map[string]bool)
+	}
+	sc.ctes[c.GetCtename()] = true
+	switch c.GetCtequery().GetNode().(type) {
+	case *pg_query.Node_InsertStmt, *pg_query.Node_UpdateStmt,
+		*pg_query.Node_DeleteStmt, *pg_query.Node_MergeStmt:
+		sc.reject(whyDataCTE, "data-modifying CTE")
+	}
+}
+
+// relations returns the relations read, sorted and deduplicated, with
+// MaybeCTE set.
+func (sc *scan) relations() []RelRef {
+	for i := range sc.rels {
+		sc.rels[i].MaybeCTE = sc.rels[i].Schema == "" && sc.ctes[sc.rels[i].Name]
+	}
+	slices.SortFunc(sc.rels, func(x, y RelRef) int {
+		return cmp.Or(cmp.Compare(x.Name, y.Name), cmp.Compare(x.Schema, y.Schema))
+	})
+	return slices.Compact(sc.rels)
+}
+
+func lockingName(s pg_query.LockClauseStrength) string {
+	switch s {
+	case pg_query.LockClauseStrength_LCS_FORKEYSHARE:
+		return "FOR KEY SHARE"
+	case pg_query.LockClauseStrength_LCS_FORSHARE:
+		return "FOR SHARE"
+	case pg_query.LockClauseStrength_LCS_FORNOKEYUPDATE:
+		return "FOR NO KEY UPDATE"
+	}
+	return "FOR UPDATE"
+}
+
+// valueFuncReason names an SQL value function such as CURRENT_TIMESTAMP(3)
+// and what it reads.
+func valueFuncReason(op pg_query.SQLValueFunctionOp) string {
+	name := strings.TrimSuffix(strings.TrimPrefix(op.String(), "SVFOP_"), "_N")
+	switch op {
+	case pg_query.SQLValueFunctionOp_SVFOP_CURRENT_ROLE, pg_query.SQLValueFunctionOp_SVFOP_CURRENT_USER,
+		pg_query.SQLValueFunctionOp_SVFOP_USER, pg_query.SQLValueFunctionOp_SVFOP_SESSION_USER,
+		pg_query.SQLValueFunctionOp_SVFOP_CURRENT_CATALOG, pg_query.SQLValueFunctionOp_SVFOP_CURRENT_SCHEMA:
+		return "reads the session (" + name + ")"
+	}
+	return "reads the clock (" + name + ")"
+}
+
+// ReadsClock reports whether a string literal (or a text-format parameter
+// value) can read the clock when Postgres converts it to a date or time:
+// it holds one of the words now, today, tomorrow or yesterday, in any case
+// ('now', ' Today ', 'tomorrow 10:00', '{now}'). Literals are checked
+// whether or not they are cast, because an uncast literal compared with a
+// timestamp column is converted too; a text literal that merely contains
+// such a word is a lost cache hit, not a wrong answer.
+func ReadsClock(s string) bool {
+	for word := range strings.FieldsFuncSeq(s, notASCIILetter) {
+		for _, clock := range [...]string{"now", "today", "tomorrow", "yesterday"} {
+			if strings.EqualFold(word, clock) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func notASCIILetter(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+}
+
+// quoteLiteral quotes s for a Reason, shortened.
+func quoteLiteral(s string) string {
+	const limit = 40
+	if len(s) > limit {
+		s = strings.ToValidUTF8(s[:limit], "") + "..."
+	}
+	return "'" + s + "'"
+}
+
+// statementTags names the statements most often sent instead of a SELECT.
+var statementTags = map[protoreflect.Name]string{
+	"InsertStmt":        "INSERT",
+	"UpdateStmt":        "UPDATE",
+	"DeleteStmt":        "DELETE",
+	"MergeStmt":         "MERGE",
+	"VariableSetStmt":   "SET",
+	"VariableShowStmt":  "SHOW",
+	"TransactionStmt":   "transaction control",
+	"ExplainStmt":       "EXPLAIN",
+	"CopyStmt":          "COPY",
+	"CallStmt":          "CALL",
+	"DoStmt":            "DO",
+	"ExecuteStmt":       "EXECUTE",
+	"PrepareStmt":       "PREPARE",
+	"DeclareCursorStmt": "DECLARE",
+	"FetchStmt":         "FETCH",
+}
+
+// statementTag names stmt's type: a command name for common ones, else the
+// parse node's name ("CreateStmt").
+func statementTag(stmt *pg_query.Node) string {
+	m := stmt.ProtoReflect()
+	fd := m.WhichOneof(m.Descriptor().Oneofs().Get(0))
+	if fd == nil {
+		return "unknown"
+	}
+	name := fd.Message().Name()
+	if tag, ok := statementTags[name]; ok {
+		return tag
+	}
+	return string(name)
+}
+
+// sortedUnique sorts s and removes duplicates.
+func sortedUnique(s []string) []string {
+	slices.Sort(s)
+	return slices.Compact(s)
+}

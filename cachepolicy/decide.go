@@ -1,0 +1,267 @@
+package cachepolicy
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// RelInfo is what the catalog says about one relation of a name.
+type RelInfo struct {
+	Schema string
+	Name   string
+	Kind   byte     // pg_class.relkind: 'r' table, 'p' partitioned, 'v' view, 'm' matview, 'f' foreign, 'S' sequence, 'c' composite, 't' toast, 'i'/'I' index
+	System bool     // in pg_catalog, information_schema or pg_toast
+	Temp   bool     // relpersistence 't'
+	Root   string   // relname of the topmost partitioned ancestor when this is a partition, else ""
+	Base   []string // for a view: relnames it reads, transitively through other views
+}
+
+// FuncInfo is what the catalog says about one function of a name.
+type FuncInfo struct {
+	Name       string
+	Volatility byte // pg_proc.provolatile: 'i', 's', 'v'
+	BuiltIn    bool // in pg_catalog (oid < 16384)
+}
+
+// Facts are the catalog's answers for an Analysis: every relation and
+// function of each name it uses, in every schema. A missing or empty entry
+// means there is none.
+type Facts struct {
+	Relations map[string][]RelInfo
+	Functions map[string][]FuncInfo
+}
+
+// Rule is an operator's override. A rule matches a query when every
+// condition it sets holds; a rule that sets none matches every query.
+type Rule struct {
+	// Table is "schema.name", matched against the schema and name of each
+	// dependency the Facts describe, or a bare name matched against each
+	// dependency's name. "" matches any query.
+	Table string
+	// Query is matched against the SQL text; nil matches any query.
+	Query  *regexp.Regexp
+	Never  bool          // never cache
+	TTL    time.Duration // used when HasTTL; 0 means until invalidated
+	HasTTL bool
+}
+
+// Decision is whether and how long a query's result may be cached.
+type Decision struct {
+	Cacheable bool
+	Reason    string        // why not, or "cacheable"
+	Tables    []string      // dependency relnames, sorted, deduplicated
+	TTL       time.Duration // 0 = until invalidated
+	Rule      int           // index of the matching rule, -1 if none
+}
+
+// Decide combines an Analysis of sql with catalog facts and rules.
+// defaultTTL applies when no rule sets one. A result depends on every
+// relation it reads, the bases of the views among them and the root of
+// each partition; the caller invalidates it when any of them changes.
+func Decide(a *Analysis, sql string, f Facts, rules []Rule, defaultTTL time.Duration) Decision {
+	if !a.Candidate {
+		return notCacheable(a.Reason)
+	}
+	deps, why := dependencies(a.Relations, f)
+	if why != "" {
+		return notCacheable(why)
+	}
+	for _, name := range a.Functions {
+		if why := functionProblem(name, f.Functions[name]); why != "" {
+			return notCacheable(why)
+		}
+	}
+	d := Decision{Cacheable: true, Reason: "cacheable", Tables: depNames(deps), TTL: defaultTTL, Rule: -1}
+	i := slices.IndexFunc(rules, func(r Rule) bool { return r.matches(deps, sql) })
+	if i < 0 {
+		return d
+	}
+	d.Rule = i
+	switch r := rules[i]; {
+	case r.Never:
+		d.Cacheable, d.Reason, d.TTL = false, fmt.Sprintf("rule %d: never", i), 0
+	case r.HasTTL:
+		d.TTL = r.TTL
+	}
+	return d
+}
+
+func notCacheable(reason string) Decision {
+	return Decision{Reason: reason, Rule: -1}
+}
+
+// dependency is one relation a result depends on, with its facts when the
+// Facts have them (a view's bases and a partition's root may have none).
+type dependency struct {
+	name  string
+	infos []RelInfo
+}
+
+// dependencies resolves each relation read against the facts, and returns
+// the reason the query cannot be cached if one of them forbids it.
+func dependencies(refs []RelRef, f Facts) ([]dependency, string) {
+	var deps []dependency
+	for _, ref := range refs {
+		infos := matching(ref, f.Relations[ref.Name])
+		if len(infos) == 0 {
+			if ref.MaybeCTE {
+				continue // a CTE, not a relation
+			}
+			return nil, "unknown relation " + qualified(ref.Schema, ref.Name)
+		}
+		deps = append(deps, dependency{ref.Name, infos})
+		for _, info := range infos {
+			if why := relationProblem(info); why != "" {
+				return nil, why
+			}
+			var why string
+			if deps, why = appendIndirect(deps, info, f); why != "" {
+				return nil, why
+			}
+		}
+	}
+	return deps, ""
+}
+
+// appendIndirect appends the dependencies info brings: a view's bases and
+// a partition's root. Their facts are not required, but where the facts
+// have them they must allow caching too: a view over pg_locks or over a
+// foreign table is no more cacheable than they are.
+func appendIndirect(deps []dependency, info RelInfo, f Facts) ([]dependency, string) {
+	names := info.Base
+	if info.Root != "" {
+		names = append(slices.Clip(names), info.Root) // never into the caller's array
+	}
+	for _, name := range names {
+		infos := f.Relations[name]
+		for _, in := range infos {
+			if why := relationProblem(in); why != "" {
+				return nil, qualified(info.Schema, info.Name) + " reads " + why
+			}
+		}
+		deps = append(deps, dependency{name, infos})
+	}
+	return deps, ""
+}
+
+// matching returns the relations ref can mean: those in its schema when
+// it is qualified, else all of them, since the facts do not say which
+// one search_path picks.
+func matching(ref RelRef, infos []RelInfo) []RelInfo {
+	if ref.Schema == "" {
+		return infos
+	}
+	var out []RelInfo
+	for _, info := range infos {
+		if info.Schema == ref.Schema {
+			out = append(out, info)
+		}
+	}
+	return out
+}
+
+// relationProblem returns why a result read from info cannot be cached.
+func relationProblem(info RelInfo) string {
+	name := qualified(info.Schema, info.Name)
+	switch {
+	case info.System:
+		return "system catalog " + name // DDL by others changes it unseen
+	case info.Temp:
+		return "temporary table " + name
+	}
+	switch info.Kind {
+	case 'r', 'p', 'v', 'm':
+		return ""
+	case 'S':
+		return "sequence " + name
+	case 'f':
+		return "foreign table " + name
+	}
+	return fmt.Sprintf("relation %s has kind %q", name, info.Kind)
+}
+
+func qualified(schema, name string) string {
+	if schema == "" {
+		return name
+	}
+	return schema + "." + name
+}
+
+func depNames(deps []dependency) []string {
+	var names []string
+	for _, d := range deps {
+		names = append(names, d.name)
+	}
+	return sortedUnique(names)
+}
+
+// functionProblem returns why calling every overload of name, the worst
+// one counting, makes a result uncacheable.
+func functionProblem(name string, overloads []FuncInfo) string {
+	if len(overloads) == 0 {
+		return "unknown function " + name
+	}
+	for _, fn := range overloads {
+		if fn.Volatility != 'i' && fn.Volatility != 's' {
+			return "volatile function " + name + "()" // 'v', or unknown: the worst
+		}
+	}
+	for _, fn := range overloads {
+		if fn.Volatility == 's' && !fn.BuiltIn {
+			return "user-defined STABLE function " + name + "() may read tables"
+		}
+	}
+	for _, fn := range overloads {
+		if fn.Volatility == 's' && readsClockOrSession(name) {
+			return name + "() reads the clock/session"
+		}
+	}
+	return ""
+}
+
+// clockSessionFuncs are the built-in STABLE functions whose result depends
+// on the time, the session or the transaction rather than on arguments
+// and tables.
+var clockSessionFuncs = map[string]bool{
+	"now": true, "statement_timestamp": true, "transaction_timestamp": true,
+	"clock_timestamp": true, "timeofday": true, "age": true,
+	"current_setting": true, "current_user": true, "session_user": true,
+	"current_role": true, "system_user": true, "current_schema": true,
+	"current_schemas": true, "current_database": true, "current_query": true,
+	"pg_backend_pid": true, "pg_my_temp_schema": true, "pg_is_other_temp_schema": true,
+	"inet_client_addr": true, "inet_client_port": true, "inet_server_addr": true,
+	"inet_server_port": true, "pg_postmaster_start_time": true, "pg_conf_load_time": true,
+	"pg_trigger_depth": true, "txid_current": true, "txid_current_if_assigned": true,
+	"txid_current_snapshot": true, "txid_snapshot_xmin": true, "txid_snapshot_xmax": true,
+	"txid_visible_in_snapshot": true, "txid_status": true, "pg_current_xact_id": true,
+	"pg_current_xact_id_if_assigned": true, "pg_current_snapshot": true,
+	"pg_snapshot_xmin": true, "pg_snapshot_xmax": true, "pg_visible_in_snapshot": true,
+	"pg_xact_status": true, "pg_last_committed_xact": true, "pg_stat_get_activity": true,
+}
+
+func readsClockOrSession(name string) bool {
+	return clockSessionFuncs[name] || strings.HasPrefix(name, "pg_stat_")
+}
+
+// matches reports whether r applies to a query with these dependencies.
+func (r Rule) matches(deps []dependency, sql string) bool {
+	if r.Table != "" && !slices.ContainsFunc(deps, r.matchesTable) {
+		return false
+	}
+	return r.Query == nil || r.Query.MatchString(sql)
+}
+
+func (r Rule) matchesTable(d dependency) bool {
+	if !strings.Contains(r.Table, ".") {
+		return r.Table == d.name
+	}
+	for _, info := range d.infos {
+		if info.Schema+"."+info.Name == r.Table {
+			return true
+		}
+	}
+	return false
+}

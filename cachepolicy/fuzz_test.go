@@ -1,0 +1,53 @@
+package cachepolicy_test
+
+import (
+	"testing"
+
+	"github.com/sqlcache/sqlcache/cachepolicy"
+)
+
+func FuzzAnalyze(f *testing.F) {
+	for _, tt := range candidateTests {
+		f.Add(tt.sql)
+	}
+	for _, tt := range rejectTests {
+		f.Add(tt.sql)
+	}
+	for _, tt := range writeTests {
+		f.Add(tt.sql)
+	}
+	for _, tt := range sessionTests {
+		f.Add(tt.sql)
+	}
+	f.Add("SELECT 1\x00; DROP TABLE t")
+	f.Fuzz(func(t *testing.T, sql string) {
+		a := cachepolicy.Analyze(sql) // must not panic
+		if a == nil {
+			t.Fatal("Analyze returned nil")
+		}
+		switch {
+		case a.ParseError != nil:
+			if a.Candidate || a.InvalidateAll || a.CatalogChange || len(a.Writes) > 0 || len(a.Session) > 0 {
+				t.Errorf("a string that does not parse changes something: %+v", a)
+			}
+		case a.Candidate:
+			if a.Statements != 1 || a.Reason != "" || a.InvalidateAll || len(a.Writes) > 0 {
+				t.Errorf("inconsistent candidate: %+v", a)
+			}
+		case a.Reason == "":
+			t.Errorf("not a candidate, without a reason: %+v", a)
+		}
+		if a.InvalidateAll && !a.CatalogChange {
+			t.Errorf("InvalidateAll without CatalogChange: %+v", a)
+		}
+		d := cachepolicy.Decide(a, sql, cachepolicy.Facts{}, nil, 0) // must not panic
+		if d.Cacheable && len(a.Functions) > 0 {
+			t.Errorf("cacheable with functions unknown: %+v for %+v", d, a)
+		}
+		for _, r := range a.Relations {
+			if d.Cacheable && !r.MaybeCTE {
+				t.Errorf("cacheable with relation %v unknown: %+v", r, d)
+			}
+		}
+	})
+}

@@ -1,0 +1,318 @@
+package cachepolicy
+
+import (
+	"strconv"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+)
+
+// SessionEffectKind says how a statement changes the session it runs in.
+type SessionEffectKind int
+
+const (
+	// SetVar is SET [SESSION|LOCAL] name = value, SET name TO value,
+	// SET TIME ZONE x (name "timezone"), SET SCHEMA 'x' ("search_path"),
+	// SET NAMES x ("client_encoding"), SET TRANSACTION ... (Local, names
+	// "transaction_isolation", "transaction_read_only",
+	// "transaction_deferrable") and SET SESSION CHARACTERISTICS AS
+	// TRANSACTION ... (the same names with a "default_" prefix).
+	SetVar SessionEffectKind = iota
+	// ResetVar is RESET name or SET name TO DEFAULT.
+	ResetVar
+	// ResetAll is RESET ALL. Like Postgres it leaves ROLE, SESSION
+	// AUTHORIZATION and the transaction settings alone (GUC_NO_RESET_ALL).
+	ResetAll
+	// SetRole is SET ROLE x; Value is "" for SET ROLE NONE, RESET ROLE and
+	// SET ROLE TO DEFAULT.
+	SetRole
+	// SetSessionAuthorization is SET SESSION AUTHORIZATION x; Value is ""
+	// for RESET SESSION AUTHORIZATION and SET SESSION AUTHORIZATION DEFAULT.
+	SetSessionAuthorization
+	// DiscardAll is DISCARD ALL: settings, role, temporary tables, prepared
+	// statements and cursors all go.
+	DiscardAll
+	// DiscardTemp is DISCARD TEMP.
+	DiscardTemp
+	// DiscardOther is DISCARD PLANS or DISCARD SEQUENCES (Value "plans" or
+	// "sequences").
+	DiscardOther
+	// CreateTemp is the creation of a temporary table, view or sequence
+	// (Name is its relname): it can shadow other relations of that name
+	// for the rest of the session.
+	CreateTemp
+	// SetConfigCall is a call of set_config() anywhere in the string: the
+	// session's settings are unknown. When the arguments are constants,
+	// Name, Value and Local hold them, as a hint only.
+	SetConfigCall
+	// Unknown is a statement that may change the session in a way the
+	// analysis cannot model: DO, CALL, LOAD, SET ... FROM CURRENT,
+	// SET TRANSACTION SNAPSHOT, or a SET value it cannot render. Name is
+	// the setting when there is one; Value names the statement.
+	Unknown
+)
+
+var sessionEffectKindNames = [...]string{
+	SetVar:                  "SetVar",
+	ResetVar:                "ResetVar",
+	ResetAll:                "ResetAll",
+	SetRole:                 "SetRole",
+	SetSessionAuthorization: "SetSessionAuthorization",
+	DiscardAll:              "DiscardAll",
+	DiscardTemp:             "DiscardTemp",
+	DiscardOther:            "DiscardOther",
+	CreateTemp:              "CreateTemp",
+	SetConfigCall:           "SetConfigCall",
+	Unknown:                 "Unknown",
+}
+
+func (k SessionEffectKind) String() string {
+	if k >= 0 && int(k) < len(sessionEffectKindNames) {
+		return sessionEffectKindNames[k]
+	}
+	return "SessionEffectKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// SessionEffect is one change a statement makes to its session.
+type SessionEffect struct {
+	Kind SessionEffectKind
+	// Name is the setting's name in lower case (SetVar, ResetVar,
+	// SetConfigCall, Unknown) or the relname (CreateTemp).
+	Name string
+	// Value is the value list as Postgres flattens it for the setting,
+	// e.g. `"$user", public` for search_path; the role name for SetRole
+	// and SetSessionAuthorization.
+	Value string
+	// Local is SET LOCAL (and SET TRANSACTION): the effect ends with the
+	// transaction.
+	Local bool
+}
+
+// listQuoteGUCs are the settings Postgres marks GUC_LIST_QUOTE: SET quotes
+// each element of their value list as an identifier.
+var listQuoteGUCs = map[string]bool{
+	"search_path":               true,
+	"temp_tablespaces":          true,
+	"local_preload_libraries":   true,
+	"session_preload_libraries": true,
+	"shared_preload_libraries":  true,
+	"unix_socket_directories":   true,
+}
+
+// sessionEffects returns how stmt changes the session, set_config aside.
+func sessionEffects(stmt *pg_query.Node) []SessionEffect {
+	switch s := stmt.GetNode().(type) {
+	case *pg_query.Node_VariableSetStmt:
+		return setEffects(s.VariableSetStmt)
+	case *pg_query.Node_DiscardStmt:
+		return []SessionEffect{discardEffect(s.DiscardStmt.GetTarget())}
+	case *pg_query.Node_ExplainStmt:
+		if explainAnalyze(s.ExplainStmt) {
+			return sessionEffects(s.ExplainStmt.GetQuery())
+		}
+		return nil
+	case *pg_query.Node_DoStmt:
+		return []SessionEffect{{Kind: Unknown, Value: "DO"}}
+	case *pg_query.Node_CallStmt:
+		return []SessionEffect{{Kind: Unknown, Value: "CALL"}}
+	case *pg_query.Node_LoadStmt:
+		// A loaded library can define settings and install hooks.
+		return []SessionEffect{{Kind: Unknown, Value: "LOAD"}}
+	}
+	if rv := createdRelation(stmt); isTemp(rv) {
+		return []SessionEffect{{Kind: CreateTemp, Name: rv.GetRelname()}}
+	}
+	return nil
+}
+
+// setEffects models SET and RESET.
+func setEffects(s *pg_query.VariableSetStmt) []SessionEffect {
+	name := strings.ToLower(s.GetName())
+	switch s.GetKind() {
+	case pg_query.VariableSetKind_VAR_SET_VALUE:
+		return []SessionEffect{setValue(name, s.GetArgs(), s.GetIsLocal())}
+	case pg_query.VariableSetKind_VAR_SET_DEFAULT, pg_query.VariableSetKind_VAR_RESET:
+		return []SessionEffect{resetValue(name, s.GetIsLocal())}
+	case pg_query.VariableSetKind_VAR_RESET_ALL:
+		return []SessionEffect{{Kind: ResetAll}}
+	case pg_query.VariableSetKind_VAR_SET_MULTI:
+		return setMulti(s)
+	}
+	return []SessionEffect{{Kind: Unknown, Name: name, Value: "SET FROM CURRENT", Local: s.GetIsLocal()}}
+}
+
+func setValue(name string, args []*pg_query.Node, local bool) SessionEffect {
+	value, ok := flatten(name, args)
+	switch {
+	case !ok:
+		return SessionEffect{Kind: Unknown, Name: name, Value: "SET", Local: local}
+	case name == "role":
+		if value == "none" { // SET ROLE NONE; check_role compares exactly
+			value = ""
+		}
+		return SessionEffect{Kind: SetRole, Value: value, Local: local}
+	case name == "session_authorization":
+		return SessionEffect{Kind: SetSessionAuthorization, Value: value, Local: local}
+	}
+	return SessionEffect{Kind: SetVar, Name: name, Value: value, Local: local}
+}
+
+func resetValue(name string, local bool) SessionEffect {
+	switch name {
+	case "role":
+		return SessionEffect{Kind: SetRole, Local: local}
+	case "session_authorization":
+		return SessionEffect{Kind: SetSessionAuthorization, Local: local}
+	}
+	return SessionEffect{Kind: ResetVar, Name: name, Local: local}
+}
+
+// setMulti models SET TRANSACTION, SET SESSION CHARACTERISTICS AS
+// TRANSACTION and SET TRANSACTION SNAPSHOT, the way Postgres's
+// ExecSetVariableStmt turns them into settings.
+func setMulti(s *pg_query.VariableSetStmt) []SessionEffect {
+	var prefix string
+	local := true
+	switch s.GetName() {
+	case "TRANSACTION":
+	case "SESSION CHARACTERISTICS":
+		prefix, local = "default_", false
+	default: // TRANSACTION SNAPSHOT: the transaction sees another snapshot.
+		return []SessionEffect{{Kind: Unknown, Name: "transaction_snapshot", Value: "SET TRANSACTION SNAPSHOT", Local: true}}
+	}
+	var out []SessionEffect
+	for _, arg := range s.GetArgs() {
+		d := arg.GetDefElem()
+		name := prefix + d.GetDefname()
+		value, ok := flatten(name, []*pg_query.Node{d.GetArg()})
+		if !ok {
+			out = append(out, SessionEffect{Kind: Unknown, Name: name, Value: "SET", Local: local})
+			continue
+		}
+		out = append(out, SessionEffect{Kind: SetVar, Name: name, Value: value, Local: local})
+	}
+	return out
+}
+
+// flatten renders a SET value list the way Postgres's
+// flatten_set_variable_args does, for the constants SET allows. It gives up
+// (false) on anything else, such as SET TIME ZONE INTERVAL '...'.
+func flatten(name string, args []*pg_query.Node) (string, bool) {
+	if len(args) == 0 {
+		return "", false
+	}
+	parts := make([]string, 0, len(args))
+	for _, arg := range args {
+		c := arg.GetAConst()
+		switch v := c.GetVal().(type) {
+		case *pg_query.A_Const_Ival:
+			parts = append(parts, strconv.FormatInt(int64(v.Ival.GetIval()), 10))
+		case *pg_query.A_Const_Fval:
+			parts = append(parts, v.Fval.GetFval())
+		case *pg_query.A_Const_Sval:
+			s := v.Sval.GetSval()
+			if listQuoteGUCs[name] {
+				s = quoteIdent(s)
+			}
+			parts = append(parts, s)
+		default:
+			return "", false
+		}
+	}
+	return strings.Join(parts, ", "), true
+}
+
+// quoteIdent quotes s as Postgres's quote_identifier does: unless it is
+// lower-case letters, digits and underscores, not starting with a digit,
+// and not a keyword other than an unreserved one.
+func quoteIdent(s string) string {
+	if plainIdent(s) && !reservedWord(s) {
+		return s
+	}
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+func plainIdent(s string) bool {
+	if s == "" || s[0] >= '0' && s[0] <= '9' {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// reservedWord reports whether s is a keyword that must be quoted, asking
+// Postgres's own scanner so that the keyword list matches the parser's.
+func reservedWord(s string) bool {
+	res, err := pg_query.Scan(s)
+	if err != nil || len(res.GetTokens()) != 1 {
+		return true // quoting a plain name is harmless; not quoting a keyword is not
+	}
+	switch res.GetTokens()[0].GetKeywordKind() {
+	case pg_query.KeywordKind_NO_KEYWORD, pg_query.KeywordKind_UNRESERVED_KEYWORD:
+		return false
+	}
+	return true
+}
+
+func discardEffect(target pg_query.DiscardMode) SessionEffect {
+	switch target {
+	case pg_query.DiscardMode_DISCARD_ALL:
+		return SessionEffect{Kind: DiscardAll}
+	case pg_query.DiscardMode_DISCARD_TEMP:
+		return SessionEffect{Kind: DiscardTemp}
+	case pg_query.DiscardMode_DISCARD_PLANS:
+		return SessionEffect{Kind: DiscardOther, Value: "plans"}
+	case pg_query.DiscardMode_DISCARD_SEQUENCES:
+		return SessionEffect{Kind: DiscardOther, Value: "sequences"}
+	}
+	return SessionEffect{Kind: Unknown, Value: "DISCARD"}
+}
+
+// setConfigEffect records a set_config(name, value, is_local) call, with
+// its arguments when they are constants.
+func setConfigEffect(fc *pg_query.FuncCall) SessionEffect {
+	e := SessionEffect{Kind: SetConfigCall}
+	args := fc.GetArgs()
+	if len(args) != 3 {
+		return e
+	}
+	name, ok1 := stringConst(args[0])
+	value, ok2 := stringConst(args[1])
+	local := args[2].GetAConst().GetBoolval()
+	if !ok1 || !ok2 || local == nil {
+		return e
+	}
+	return SessionEffect{Kind: SetConfigCall, Name: strings.ToLower(name), Value: value, Local: local.GetBoolval()}
+}
+
+// createdRelation returns the relation a CREATE TABLE, CREATE TABLE AS,
+// SELECT INTO, CREATE VIEW or CREATE SEQUENCE makes, or nil.
+func createdRelation(stmt *pg_query.Node) *pg_query.RangeVar {
+	switch s := stmt.GetNode().(type) {
+	case *pg_query.Node_CreateStmt:
+		return s.CreateStmt.GetRelation()
+	case *pg_query.Node_CreateTableAsStmt:
+		return s.CreateTableAsStmt.GetInto().GetRel()
+	case *pg_query.Node_SelectStmt:
+		return s.SelectStmt.GetIntoClause().GetRel()
+	case *pg_query.Node_ViewStmt:
+		return s.ViewStmt.GetView()
+	case *pg_query.Node_CreateSeqStmt:
+		return s.CreateSeqStmt.GetSequence()
+	}
+	return nil
+}
+
+// isTemp reports whether rv names a temporary relation: TEMP/TEMPORARY or
+// the pg_temp schema.
+func isTemp(rv *pg_query.RangeVar) bool {
+	if rv == nil {
+		return false
+	}
+	return rv.GetRelpersistence() == "t" || strings.HasPrefix(rv.GetSchemaname(), "pg_temp")
+}
