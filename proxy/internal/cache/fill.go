@@ -1,0 +1,203 @@
+package cache
+
+import (
+	"slices"
+	"strings"
+	"time"
+)
+
+// Reasons returned by Commit.
+const (
+	ReasonStored      = "stored"
+	ReasonInvalidated = "invalidated during fill"
+	ReasonTooLarge    = "too large"
+	// ReasonClosed: the Fill had already ended with Commit or Abort.
+	ReasonClosed = "closed"
+)
+
+// A Fill is one attempt to put an answer in the store: Begin it before the
+// query goes to the backend, then end it with exactly one Commit or Abort
+// (extra calls are harmless, so `defer s.Abort(f)` is a safe cleanup).
+// Its methods may be called from any goroutine.
+type Fill struct {
+	// Set by Begin, then read-only.
+	key    string
+	hash   uint64
+	label  string
+	db     string
+	tables []string // deduplicated copies
+	ttl    time.Duration
+	leader bool
+	// done is closed when a leader fill ends; nil for other fills.
+	done chan struct{}
+
+	// Generations seen by Begin; tableGens[i] is for tables[i].
+	allGen    uint64
+	dbGen     uint64
+	tableGens []uint64
+
+	ended bool // guarded by the mu of the Store that began it
+}
+
+// tableRef names one table of one database.
+type tableRef struct{ db, table string }
+
+// Begin starts a fill of key with an answer read from tables of database
+// db. It snapshots their invalidation generations, so call it before the
+// query goes to the backend: Commit then refuses the answer if any of them
+// was invalidated meanwhile, since the answer may predate the change.
+//
+// label describes the entry in Top (the SQL text, truncated as the caller
+// likes). ttl zero means the entry lives until invalidated or evicted. Key,
+// label, database and table names are copied; duplicate tables are
+// dropped. Names are compared exactly: the caller normalises them the
+// same way here and in the Invalidate calls.
+//
+// The first fill of a key while none is running becomes its leader (see
+// Leader and Wait).
+func (s *Store) Begin(key []byte, label, db string, tables []string, ttl time.Duration) *Fill {
+	f := &Fill{
+		key:    string(key),
+		hash:   s.hashKey(key),
+		label:  strings.Clone(label),
+		db:     strings.Clone(db),
+		tables: make([]string, 0, len(tables)),
+		ttl:    max(ttl, 0),
+	}
+	for _, t := range tables {
+		if !slices.Contains(f.tables, t) {
+			f.tables = append(f.tables, strings.Clone(t))
+		}
+	}
+	f.tableGens = make([]uint64, len(f.tables))
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f.allGen = s.allGen
+	f.dbGen = s.dbGen[db]
+	for i, t := range f.tables {
+		f.tableGens[i] = s.tableGen[tableRef{db, t}]
+	}
+	if _, running := s.flights[f.key]; !running {
+		f.leader = true
+		f.done = make(chan struct{})
+		s.flights[f.key] = f.done
+	}
+	return f
+}
+
+// Leader reports whether f was the only fill of its key when it began.
+// Other callers that miss on the key meanwhile should Wait for it rather
+// than query the backend too.
+func (f *Fill) Leader() bool { return f.leader }
+
+// Wait returns a channel that is closed when the leader fill of key ends
+// with Commit or Abort, or nil if no fill of key is running. A waiter then
+// calls Get again and, on a miss, runs its own fill. A waiter that must
+// give up sooner selects on its context too.
+func (s *Store) Wait(key []byte) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flights[string(key)] // no allocation: the conversion is only a lookup
+}
+
+// Abort ends f without storing anything. It is a no-op if f has ended.
+func (s *Store) Abort(f *Fill) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.end(f)
+}
+
+// end marks f ended and, if it leads its key, releases its waiters. s.mu
+// must be held.
+func (s *Store) end(f *Fill) {
+	if f.ended {
+		return
+	}
+	f.ended = true
+	if f.leader {
+		delete(s.flights, f.key)
+		close(f.done)
+	}
+}
+
+// unchanged reports whether every generation f depends on is still the one
+// Begin saw. s.mu must be held.
+func (s *Store) unchanged(f *Fill) bool {
+	if s.allGen != f.allGen || s.dbGen[f.db] != f.dbGen {
+		return false
+	}
+	for i, t := range f.tables {
+		if s.tableGen[tableRef{f.db, t}] != f.tableGens[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// size is the accounted size of f's entry with a value of n bytes.
+func (f *Fill) size(n int) int64 {
+	size := int64(entryOverhead + len(f.key) + n + len(f.label) + len(f.db))
+	for _, t := range f.tables {
+		size += int64(tableOverhead + len(t))
+	}
+	return size
+}
+
+// Commit ends f and stores a copy of value as the answer for f's key,
+// unless an invalidation it depends on happened since Begin, the value is
+// over MaxEntryBytes or the entry over MaxBytes/2, or f had already ended;
+// it returns whether it stored and one of the Reason constants. It evicts
+// least recently used entries to stay within MaxBytes, and replaces any
+// entry already stored for the key (or colliding with its hash).
+func (s *Store) Commit(f *Fill, value []byte) (stored bool, reason string) {
+	size := f.size(len(value))
+	if int64(len(value)) > s.maxEntryBytes || size > s.maxBytes/2 {
+		s.mu.Lock()
+		ended := f.ended
+		s.end(f)
+		s.mu.Unlock()
+		if ended {
+			return false, ReasonClosed
+		}
+		return false, ReasonTooLarge
+	}
+	// Copy without the lock. make, not bytes.Clone, so that an empty
+	// answer is a non-nil slice: Get's nil means a miss.
+	v := make([]byte, len(value))
+	copy(v, value)
+	now := s.now()
+
+	s.mu.Lock()
+	if f.ended {
+		s.mu.Unlock()
+		return false, ReasonClosed
+	}
+	s.end(f)
+	if !s.unchanged(f) {
+		s.mu.Unlock()
+		return false, ReasonInvalidated
+	}
+	e := &entry{
+		hash:   f.hash,
+		key:    f.key,
+		value:  v,
+		label:  f.label,
+		db:     f.db,
+		tables: f.tables,
+		size:   size,
+		stored: now,
+		ttl:    f.ttl,
+	}
+	if old, ok := s.lru.Peek(e.hash); ok {
+		s.unlink(old) // same key, or a hash collision: the newer answer wins
+	}
+	capacity, ttl := s.makeRoom(size, now)
+	s.lru.Add(e.hash, e)
+	s.bytes += size
+	s.index(e)
+	s.mu.Unlock()
+
+	s.report(capacity, ttl)
+	return true, ReasonStored
+}

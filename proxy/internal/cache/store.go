@@ -1,0 +1,345 @@
+// Package cache is sqlcache's in-memory store of cached query answers: a
+// byte-bounded LRU of the backend's wire bytes, keyed by opaque keys that
+// the proxy builds, with per-table and per-database invalidation and one
+// backend fill per key at a time.
+//
+// It is not a general-purpose cache. Values are the backend's response
+// bytes, replayed verbatim on a hit and never changed once stored; every
+// entry knows the database and tables it was read from, so that a change
+// stream can remove it. The package does no I/O, starts no goroutines and
+// keeps no package-level state; time comes from Config.Now.
+package cache
+
+import (
+	"cmp"
+	"hash/maphash"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+)
+
+// Defaults of Config fields left zero.
+const (
+	DefaultMaxBytes      = 256 << 20
+	DefaultMaxEntryBytes = 1 << 20
+)
+
+// Reasons passed to Config.OnEvict.
+const (
+	// EvictCapacity: the entry was the least recently used one when a
+	// Commit needed room under MaxBytes.
+	EvictCapacity = "capacity"
+	// EvictTTL: the entry had outlived its TTL when Get found it or when
+	// Commit would have evicted it for room.
+	EvictTTL = "ttl"
+)
+
+// Per-entry bookkeeping that Stats.Bytes counts on top of the lengths of
+// the key, value, label, database and table names. Measured on amd64 with
+// Go 1.26 (TestOverheadEstimate checks the total against heap growth,
+// within 20%):
+//
+//   - entry struct: 152 bytes, allocated in the 160-byte size class;
+//   - simplelru's list node (three pointers, key, value pointer and an
+//     unused expiry time): 72 bytes, 80-byte size class;
+//   - the LRU's map slot (uint64 → pointer) and the database index's set
+//     slot (pointer → struct{}), with Swiss-table control bytes and the
+//     head-room of a map between doublings: about 60 bytes together;
+//   - rounding of the key, value, label and database copies up to their
+//     allocation size classes: about 20 bytes for short ones.
+//
+// Each table name adds tableOverhead: its string header in the entry's
+// table list (16 bytes) and its slot in the table's index set.
+const (
+	entryOverhead = 320
+	tableOverhead = 40
+)
+
+// Config configures a Store. A zero field means its default.
+type Config struct {
+	// MaxBytes is the budget over keys, values and bookkeeping (see
+	// Stats.Bytes). If zero or negative, DefaultMaxBytes (256 MiB).
+	MaxBytes int64
+
+	// MaxEntryBytes is the largest value Commit stores; larger values are
+	// refused with "too large". If zero or negative, DefaultMaxEntryBytes
+	// (1 MiB). Independently, an entry whose accounted size exceeds
+	// MaxBytes/2 is refused too, so that one answer cannot flush the cache.
+	MaxEntryBytes int64
+
+	// Now is the clock for TTLs and ages. If nil, time.Now.
+	Now func() time.Time
+
+	// OnEvict, if set, is called once for each entry that the store removes
+	// on its own, with EvictCapacity or EvictTTL, for metrics.
+	// Invalidations do not call it: their methods return a count instead.
+	// It is called after the store's lock is released, from the goroutine
+	// whose Get or Commit removed the entry, so it may be called from
+	// several goroutines at once and may call back into the Store.
+	OnEvict func(reason string)
+}
+
+// A Store holds cached answers. All its methods are safe for concurrent
+// use.
+type Store struct {
+	// Set by New, then read-only.
+	maxBytes      int64
+	maxEntryBytes int64
+	now           func() time.Time
+	onEvict       func(reason string)
+	seed          maphash.Seed
+	testHash      func(key string) uint64 // if set, replaces maphash; tests use it to force collisions
+
+	mu sync.Mutex // guards every field below, and Fill.ended of the fills this Store began
+
+	// lru holds the entries by key hash, least recently used at the back.
+	// Its count limit is never reached: room is made by bytes, in Commit.
+	lru   *simplelru.LRU[uint64, *entry]
+	bytes int64 // sum of entry.size over lru
+
+	// byDB indexes the entries of lru by database and by table. An entry
+	// is in lru exactly when it is in its database's index.
+	byDB map[string]*dbIndex
+
+	// Invalidation generations. A Fill snapshots them in Begin and stores
+	// only if they are unchanged at Commit. Absent means zero. tableGen
+	// keeps one counter per (database, table) ever invalidated: bounded by
+	// the schema, not by traffic.
+	allGen   uint64
+	dbGen    map[string]uint64
+	tableGen map[tableRef]uint64
+
+	// flights maps a key to the done channel of its leader fill, closed
+	// when that fill ends.
+	flights map[string]chan struct{}
+
+	evictions   uint64
+	expirations uint64
+}
+
+// entry is one cached answer. Every field but hits is set before the entry
+// is published in lru and never changes, so Top reads them without the
+// lock.
+type entry struct {
+	hash   uint64
+	key    string
+	value  []byte
+	label  string
+	db     string
+	tables []string
+	size   int64 // accounted bytes, see entryOverhead
+	stored time.Time
+	ttl    time.Duration // zero: never expires
+	hits   atomic.Uint64
+}
+
+// expired reports whether e has outlived its TTL at now.
+func (e *entry) expired(now time.Time) bool {
+	return e.ttl > 0 && !now.Before(e.stored.Add(e.ttl))
+}
+
+// New returns an empty Store.
+func New(cfg Config) *Store {
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
+	if cfg.MaxEntryBytes <= 0 {
+		cfg.MaxEntryBytes = DefaultMaxEntryBytes
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	// The count limit is effectively infinite: we evict by bytes.
+	lru, err := simplelru.NewLRU[uint64, *entry](math.MaxInt, nil)
+	if err != nil {
+		panic(err) // only for a non-positive size
+	}
+	return &Store{
+		maxBytes:      cfg.MaxBytes,
+		maxEntryBytes: cfg.MaxEntryBytes,
+		now:           cfg.Now,
+		onEvict:       cfg.OnEvict,
+		seed:          maphash.MakeSeed(),
+		lru:           lru,
+		byDB:          make(map[string]*dbIndex),
+		dbGen:         make(map[string]uint64),
+		tableGen:      make(map[tableRef]uint64),
+		flights:       make(map[string]chan struct{}),
+	}
+}
+
+func (s *Store) hashKey(key []byte) uint64 {
+	if s.testHash != nil {
+		return s.testHash(string(key))
+	}
+	return maphash.Bytes(s.seed, key)
+}
+
+// Get returns the value stored for key, or nil on a miss. An expired entry
+// is removed and is a miss. The full key is compared, so a hash collision
+// is a miss, never another key's answer.
+//
+// The returned slice must not be modified. It stays valid after the entry
+// is evicted or invalidated: stored values are never written again.
+func (s *Store) Get(key []byte) []byte {
+	h := s.hashKey(key)
+	s.mu.Lock()
+	// One lookup that also moves the entry to the front. On a collision or
+	// an expired entry the move is harmless: the first leaves another key's
+	// entry a little fresher, the second is removed below.
+	e, ok := s.lru.Get(h)
+	if !ok || e.key != string(key) {
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	// Read the clock without the lock: it can cost more than the lookup.
+	if e.ttl > 0 && e.expired(s.now()) {
+		s.expire(e)
+		return nil
+	}
+	e.hits.Add(1)
+	return e.value
+}
+
+// expire removes e, which Get found expired, unless another call removed
+// it meanwhile.
+func (s *Store) expire(e *entry) {
+	s.mu.Lock()
+	cur, ok := s.lru.Peek(e.hash)
+	if !ok || cur != e {
+		s.mu.Unlock()
+		return
+	}
+	s.unlink(e)
+	s.expirations++
+	s.mu.Unlock()
+	s.report(0, 1)
+}
+
+// unlink removes e, which must be in the store, from lru, the byte count
+// and the indexes. s.mu must be held.
+func (s *Store) unlink(e *entry) {
+	s.lru.Remove(e.hash)
+	s.bytes -= e.size
+	s.unindex(e)
+}
+
+// makeRoom evicts least recently used entries until size more bytes fit in
+// the budget. It returns how many it removed for capacity and how many had
+// expired anyway. s.mu must be held.
+func (s *Store) makeRoom(size int64, now time.Time) (capacity, ttl int) {
+	for s.bytes+size > s.maxBytes {
+		_, e, ok := s.lru.GetOldest()
+		if !ok {
+			break
+		}
+		s.unlink(e)
+		if e.expired(now) {
+			s.expirations++
+			ttl++
+		} else {
+			s.evictions++
+			capacity++
+		}
+	}
+	return capacity, ttl
+}
+
+// report calls OnEvict for removals made under the lock. s.mu must not be
+// held.
+func (s *Store) report(capacity, ttl int) {
+	if s.onEvict == nil {
+		return
+	}
+	for range capacity {
+		s.onEvict(EvictCapacity)
+	}
+	for range ttl {
+		s.onEvict(EvictTTL)
+	}
+}
+
+// Stats describes a Store at one moment.
+type Stats struct {
+	// Entries counts stored answers, including expired ones that no Get
+	// has found yet.
+	Entries int
+	// Bytes is the accounted size of the entries: key, value, label,
+	// database and table name lengths plus a fixed bookkeeping estimate
+	// per entry and per table. It never exceeds MaxBytes.
+	Bytes    int64
+	MaxBytes int64
+	// Evictions counts entries removed for capacity, Expirations entries
+	// removed for TTL, since New. Invalidations are not counted here.
+	Evictions   uint64
+	Expirations uint64
+}
+
+// Stats returns the store's current counts.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{
+		Entries:     s.lru.Len(),
+		Bytes:       s.bytes,
+		MaxBytes:    s.maxBytes,
+		Evictions:   s.evictions,
+		Expirations: s.expirations,
+	}
+}
+
+// EntryInfo describes one entry for diagnostics.
+type EntryInfo struct {
+	Label  string // as given to Begin
+	DB     string
+	Tables []string
+	Hits   uint64
+	Bytes  int           // accounted size, as in Stats.Bytes
+	Age    time.Duration // since Commit
+	TTL    time.Duration // zero: no TTL
+}
+
+// Top returns up to n unexpired entries with the most hits, most first;
+// among equal hits, the most recently used first. It holds the lock only
+// to copy the entry pointers; the sort runs without it.
+func (s *Store) Top(n int) []EntryInfo {
+	if n <= 0 {
+		return nil
+	}
+	s.mu.Lock()
+	es := s.lru.Values() // least recently used first
+	s.mu.Unlock()
+	now := s.now()
+
+	// Snapshot the counters: they keep moving while we sort.
+	type ranked struct {
+		e    *entry
+		hits uint64
+	}
+	rs := make([]ranked, 0, len(es))
+	for _, e := range slices.Backward(es) {
+		if !e.expired(now) {
+			rs = append(rs, ranked{e, e.hits.Load()})
+		}
+	}
+	slices.SortStableFunc(rs, func(a, b ranked) int { return cmp.Compare(b.hits, a.hits) })
+
+	out := make([]EntryInfo, 0, min(n, len(rs)))
+	for _, r := range rs[:min(n, len(rs))] {
+		out = append(out, EntryInfo{
+			Label:  r.e.label,
+			DB:     r.e.db,
+			Tables: slices.Clone(r.e.tables),
+			Hits:   r.hits,
+			Bytes:  int(r.e.size),
+			Age:    now.Sub(r.e.stored),
+			TTL:    r.e.ttl,
+		})
+	}
+	return out
+}
