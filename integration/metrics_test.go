@@ -13,11 +13,12 @@ func metricValue(t testing.TB, sc *Sqlcache, series string) float64 {
 	t.Helper()
 	sc2 := bufio.NewScanner(strings.NewReader(sc.Metrics(t)))
 	for sc2.Scan() {
-		name, value, ok := strings.Cut(sc2.Text(), " ")
-		if !ok || name != series {
+		line := sc2.Text()
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 || line[:i] != series {
 			continue
 		}
-		v, err := strconv.ParseFloat(value, 64)
+		v, err := strconv.ParseFloat(line[i+1:], 64)
 		if err != nil {
 			t.Fatalf("metric %s: %v", series, err)
 		}

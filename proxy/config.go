@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"crypto/tls"
+
 	"fmt"
+	"github.com/sqlcache/sqlcache/cachepolicy"
 	"log/slog"
 	"time"
 )
@@ -68,8 +70,32 @@ type Config struct {
 	// seconds.
 	DialTimeout time.Duration
 
+	// Cache configures the query cache.
+	Cache CacheConfig
+
 	// Logger receives the proxy's logs. If nil, logs are discarded.
 	Logger *slog.Logger
+}
+
+// CacheConfig configures the query cache.
+type CacheConfig struct {
+	// Enabled turns the cache on; when false sqlcache only relays.
+	Enabled bool
+	// MaxBytes is the memory budget of cached answers, keys and
+	// bookkeeping included. If zero, 256 MiB.
+	MaxBytes int64
+	// MaxEntryBytes is the largest answer cached. If zero, 1 MiB.
+	MaxEntryBytes int64
+	// DefaultTTL bounds an entry's life when no rule sets one; zero means
+	// until invalidated.
+	DefaultTTL time.Duration
+	// Rules override the TTL or forbid caching per table or query; the
+	// first match wins.
+	Rules []cachepolicy.Rule
+	// PlanRefresh is how often decisions are re-checked against the
+	// catalog, to notice schema changes made behind sqlcache's back. If
+	// zero, 30 seconds.
+	PlanRefresh time.Duration
 }
 
 // DefaultMaxMessageBytes is the default of Config.MaxMessageBytes.
@@ -88,6 +114,15 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.DialTimeout <= 0 {
 		out.DialTimeout = 10 * time.Second
+	}
+	if out.Cache.MaxBytes <= 0 {
+		out.Cache.MaxBytes = 256 << 20
+	}
+	if out.Cache.MaxEntryBytes <= 0 {
+		out.Cache.MaxEntryBytes = 1 << 20
+	}
+	if out.Cache.PlanRefresh <= 0 {
+		out.Cache.PlanRefresh = 30 * time.Second
 	}
 	if out.Logger == nil {
 		out.Logger = slog.New(slog.DiscardHandler)

@@ -214,6 +214,10 @@ func (s *session) relayAuth() error {
 			if !msg.Streamed() {
 				s.p.registerCancelKey(s, string(msg.Body))
 			}
+		case pgwire.MsgParameterStatus:
+			if name, value, err := pgwire.ParameterStatus(msg.Body); err == nil {
+				s.reported = append(s.reported, [2]string{string(name), string(value)})
+			}
 		case pgwire.MsgReadyForQuery:
 			st, _ := pgwire.ReadyStatus(msg.Body)
 			s.mu.Lock()

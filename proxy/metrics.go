@@ -3,6 +3,8 @@ package proxy
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sqlcache/sqlcache/proxy/internal/cache"
 )
 
 // metrics are the proxy's Prometheus collectors, registered on a registry
@@ -23,6 +25,16 @@ type metrics struct {
 	queryFunction   prometheus.Counter
 	cancels         *prometheus.CounterVec // by result
 	relayLatency    prometheus.Histogram
+
+	hits               prometheus.Counter
+	misses             prometheus.Counter
+	bypasses           *prometheus.CounterVec // by reason
+	stampedeWaits      prometheus.Counter
+	invalidations      *prometheus.CounterVec // entries removed, by cause
+	invalidationEvents *prometheus.CounterVec // invalidating events, by cause
+	evictions          *prometheus.CounterVec // by reason
+	fillLatency        prometheus.Histogram
+	fillsDropped       *prometheus.CounterVec // by reason
 }
 
 func newMetrics() *metrics {
@@ -62,6 +74,45 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 18),
 		}),
 	}
+	m.hits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sqlcache_cache_hits_total",
+		Help: "Requests answered from the cache.",
+	})
+	m.misses = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sqlcache_cache_misses_total",
+		Help: "Cacheable requests not in the cache, relayed and filled.",
+	})
+	m.bypasses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sqlcache_cache_bypasses_total",
+		Help: "Reads relayed without consulting the cache, by reason.",
+	}, []string{"reason"})
+	m.stampedeWaits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sqlcache_cache_stampede_waits_total",
+		Help: "Misses answered by waiting for another session's fill of the same key.",
+	})
+	m.invalidations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sqlcache_cache_invalidated_entries_total",
+		Help: "Cached entries dropped by invalidation, by cause: write, unclassified, admin.",
+	}, []string{"cause"})
+	m.invalidationEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sqlcache_cache_invalidations_total",
+		Help: "Invalidating events, by cause: write, unclassified, admin.",
+	}, []string{"cause"})
+	m.evictions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sqlcache_cache_evictions_total",
+		Help: "Entries evicted, by reason: capacity, ttl.",
+	}, []string{"reason"})
+	m.fillLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "sqlcache_cache_fill_latency_seconds",
+		Help:    "Time from relaying a cacheable miss to storing its answer.",
+		Buckets: prometheus.ExponentialBuckets(50e-6, 2, 18),
+	})
+	m.fillsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sqlcache_cache_fills_dropped_total",
+		Help: "Complete answers not stored, by reason (invalidated during fill, too large).",
+	}, []string{"reason"})
+	m.reg.MustRegister(m.hits, m.misses, m.bypasses, m.stampedeWaits, m.invalidations,
+		m.invalidationEvents, m.evictions, m.fillLatency, m.fillsDropped)
 	m.bytesToBackend = m.bytes.WithLabelValues("to_backend")
 	m.bytesToClient = m.bytes.WithLabelValues("to_client")
 	m.querySimple = m.queries.WithLabelValues("simple")
@@ -74,4 +125,18 @@ func newMetrics() *metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
+}
+
+// registerStore exports the store's size.
+func (m *metrics) registerStore(s *cache.Store) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sqlcache_cache_entries",
+			Help: "Entries in the cache.",
+		}, func() float64 { return float64(s.Stats().Entries) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sqlcache_cache_bytes",
+			Help: "Bytes the cache accounts for: keys, answers and bookkeeping.",
+		}, func() float64 { return float64(s.Stats().Bytes) }),
+	)
 }

@@ -14,12 +14,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sqlcache/sqlcache/proxy/internal/cache"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -35,6 +34,17 @@ type Proxy struct {
 
 	tlsOnce    sync.Once
 	backendTLS *tls.Config // set by tlsOnce
+
+	store         *cache.Store
+	catalog       *catalog
+	planner       *planner
+	cacheEnabled  bool
+	maxEntryBytes int
+	backendKey    []byte // the backend address, in every key
+
+	closeOnce sync.Once
+	closeCh   chan struct{} // closed by Shutdown/Close: stops background work
+	bg        sync.WaitGroup
 
 	mu        sync.Mutex // protects the fields below
 	listeners map[net.Listener]struct{}
@@ -57,14 +67,58 @@ func New(cfg Config) (*Proxy, error) {
 	if _, err := ParseBackendTLSMode(string(c.BackendTLSMode)); err != nil {
 		return nil, fmt.Errorf("proxy: Config.BackendTLSMode: %w", err)
 	}
-	return &Proxy{
-		cfg:       c,
-		log:       c.Logger,
-		metrics:   newMetrics(),
-		listeners: make(map[net.Listener]struct{}),
-		sessions:  make(map[*session]struct{}),
-		cancelKey: make(map[string]*session),
-	}, nil
+	p := &Proxy{
+		cfg:           c,
+		log:           c.Logger,
+		listeners:     make(map[net.Listener]struct{}),
+		sessions:      make(map[*session]struct{}),
+		cancelKey:     make(map[string]*session),
+		cacheEnabled:  c.Cache.Enabled,
+		maxEntryBytes: int(c.Cache.MaxEntryBytes),
+		backendKey:    []byte(c.Backend),
+		closeCh:       make(chan struct{}),
+	}
+	p.metrics = newMetrics()
+	p.store = cache.New(cache.Config{
+		MaxBytes:      c.Cache.MaxBytes,
+		MaxEntryBytes: c.Cache.MaxEntryBytes,
+		OnEvict:       func(reason string) { p.metrics.evictions.WithLabelValues(reason).Inc() },
+	})
+	p.metrics.registerStore(p.store)
+	p.catalog = newCatalog(c.ServiceDSN, c.Logger)
+	p.planner = newPlanner(p.catalog, c.Cache.Rules, c.Cache.DefaultTTL)
+	if c.Cache.Enabled && c.ServiceDSN == "" {
+		p.log.Warn("cache.enabled is true but postgres.service_dsn is empty: sqlcache cannot look up the catalog, so nothing will be cached")
+	}
+	p.bg.Add(1)
+	go p.refreshPlans(c.Cache.PlanRefresh)
+	return p, nil
+}
+
+// refreshPlans makes cached decisions stale every interval, so that schema
+// changes made behind sqlcache's back (a view redefined, a function's
+// volatility changed) are seen within that time.
+func (p *Proxy) refreshPlans(every time.Duration) {
+	defer p.bg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.closeCh:
+			return
+		case <-t.C:
+			p.planner.forgetAll()
+		}
+	}
+}
+
+// stopBackground ends background work and the catalog connections.
+func (p *Proxy) stopBackground() {
+	p.closeOnce.Do(func() {
+		close(p.closeCh)
+		p.bg.Wait()
+		p.catalog.close()
+	})
 }
 
 // Serve accepts connections on ln until Shutdown or Close, and returns
@@ -141,6 +195,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		p.wg.Wait()
 		close(done)
 	}()
+	defer p.stopBackground()
 	select {
 	case <-done:
 		return nil
@@ -161,6 +216,7 @@ func (p *Proxy) Close() error {
 	p.mu.Unlock()
 	p.closeAll()
 	p.wg.Wait()
+	p.stopBackground()
 	return nil
 }
 
@@ -222,23 +278,6 @@ func (p *Proxy) Ready(ctx context.Context) error {
 	}
 	c.Close()
 	return nil
-}
-
-// AdminHandler serves /metrics (Prometheus), /healthz and /readyz.
-func (p *Proxy) AdminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(p.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := p.Ready(r.Context()); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	return mux
 }
 
 // CheckBackend connects to the backend as sessions do, TLS negotiation

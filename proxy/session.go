@@ -22,10 +22,13 @@ var errClientTerminated = errors.New("client terminated")
 // Two goroutines move messages: the client loop (client → backend, the
 // handler's goroutine) and the backend loop (backend → client). Each flushes
 // its writer only when its reader has no complete message buffered, so a
-// pipelined batch goes out in one write. The backend loop tracks
-// ReadyForQuery, so the session always knows how many requests are in
-// flight and the transaction status once they are answered: the state a
-// cache needs to answer a request itself.
+// pipelined batch goes out in one write.
+//
+// The client loop queues a request for everything the backend will answer
+// with a ReadyForQuery; the backend loop pops it then, and applies what the
+// request did (invalidations, session settings, a cache fill). The client
+// loop answers from the cache only when the queue is empty, so a cached
+// answer never overtakes one still coming from the backend.
 type session struct {
 	p   *Proxy
 	id  uint64
@@ -34,52 +37,74 @@ type session struct {
 	// client and backend are written under mu (the handshake replaces
 	// client with its TLS conn and sets backend); the two loops read them
 	// freely, other goroutines only under mu.
-	client  net.Conn
-	backend net.Conn
-	params  map[string]string // StartupMessage parameters
+	client   net.Conn
+	backend  net.Conn
+	params   map[string]string // StartupMessage parameters
+	reported [][2]string       // ParameterStatus during the handshake
+	db       string            // database name, for invalidation
 
 	cr *pgwire.Reader // client reader: client loop only
 	br *pgwire.Reader // backend reader: backend loop only
 	bw *bufio.Writer  // to backend: client loop only
 
-	wmu sync.Mutex    // serializes writes to the client; protects cw
+	wmu sync.Mutex    // serializes writes to the client; protects cw and nToClient
 	cw  *bufio.Writer // to client
 
 	cancelKey string // guarded by p.mu
 
-	mu       sync.Mutex // protects the fields below
-	pending  int        // requests (Query, Sync, FunctionCall) not yet answered by ReadyForQuery
+	mu       sync.Mutex // protects the fields below, and request fields marked (mu)
+	queue    []*request // sent, not yet answered by ReadyForQuery
 	txStatus pgwire.TxStatus
+	state    *sessionState
 	draining bool // close as soon as idle
 	closed   bool // connections are being closed on purpose
-	sent     latencyQueue
 
-	// Only the backend loop touches these.
+	// Client loop only.
+	batch   batch
+	stmts   map[string]*stmtInfo // prepared statements by name
+	portals map[string]*stmtInfo // portals by name → their statement
+	plans   map[string]**plan    // plans of the SQL texts this session used
+	keyBuf  []byte
+	cur     *request // the extended batch being relayed, until its Sync
+
+	// Backend loop only.
 	sawFatal bool
+	txWrites map[string]struct{} // tables written in the open transaction
+	txAll    bool                // the open transaction may have changed anything
 
 	nToBackend int // bytes since the last metrics update; client loop only
-	nToClient  int // bytes since the last metrics update; guarded by wmu
+	nToClient  int // guarded by wmu
 }
 
 func newSession(p *Proxy, conn net.Conn) *session {
 	id := p.nextID.Add(1)
 	return &session{
-		p:      p,
-		id:     id,
-		log:    p.log.With("session", id, "client", conn.RemoteAddr().String()),
-		client: conn,
-		cr:     pgwire.NewReader(conn, p.cfg.MaxMessageBytes),
-		cw:     bufio.NewWriterSize(conn, writeBufferSize),
+		p:        p,
+		id:       id,
+		log:      p.log.With("session", id, "client", conn.RemoteAddr().String()),
+		client:   conn,
+		cr:       pgwire.NewReader(conn, p.cfg.MaxMessageBytes),
+		cw:       bufio.NewWriterSize(conn, writeBufferSize),
+		stmts:    make(map[string]*stmtInfo),
+		portals:  make(map[string]*stmtInfo),
+		plans:    make(map[string]**plan),
+		txWrites: make(map[string]struct{}),
 	}
 }
 
 // run relays until either side ends, then closes both.
 func (s *session) run() error {
+	s.state = newSessionState(s.params)
+	for _, kv := range s.reported {
+		s.state.parameterStatus(kv[0], kv[1])
+	}
+	s.db = s.state.startup["database"]
 	done := make(chan error, 1)
 	go func() { done <- s.backendLoop() }()
 	err := s.clientLoop()
 	s.close()
 	berr := <-done
+	s.abortFills()
 	if err == nil || isDisconnect(err) {
 		err = berr
 	}
@@ -102,20 +127,40 @@ func (s *session) clientLoop() error {
 		switch msg.Type {
 		case pgwire.MsgQuery:
 			m.querySimple.Inc()
-			if !s.beginRequest() {
-				return errHandled
+			if err := s.query(msg); err != nil {
+				return err
 			}
+			continue
+		case pgwire.MsgParse, pgwire.MsgBind, pgwire.MsgDescribe, pgwire.MsgExecute, pgwire.MsgClose:
+			if msg.Type == pgwire.MsgExecute {
+				m.queryExtended.Inc()
+			}
+			if err := s.batchMessage(msg); err != nil {
+				return err
+			}
+			continue
+		case pgwire.MsgFlush:
+			if err := s.batchFlush(msg); err != nil {
+				return err
+			}
+			continue
 		case pgwire.MsgSync:
-			if !s.beginRequest() {
-				return errHandled
+			if err := s.batchSync(msg); err != nil {
+				return err
 			}
+			continue
+		}
+		// Anything else goes out after what is batched, as sent.
+		if err := s.forwardBatch(); err != nil {
+			return err
+		}
+		switch msg.Type {
 		case pgwire.MsgFunctionCall:
 			m.queryFunction.Inc()
-			if !s.beginRequest() {
+			// A function call may write anything.
+			if !s.push(&request{invalidateAll: true}) {
 				return errHandled
 			}
-		case pgwire.MsgExecute:
-			m.queryExtended.Inc()
 		case pgwire.MsgTerminate:
 			s.relay(s.bw, s.cr, msg)
 			s.flushBackend()
@@ -146,8 +191,8 @@ func (s *session) clientReadFailed(err error) error {
 	return err
 }
 
-// backendLoop relays backend messages to the client and tracks
-// ReadyForQuery.
+// backendLoop relays backend messages to the client and completes requests
+// at each ReadyForQuery.
 func (s *session) backendLoop() error {
 	for {
 		if !s.br.Ready() {
@@ -159,24 +204,20 @@ func (s *session) backendLoop() error {
 		if err != nil {
 			return s.backendLost(err)
 		}
+		r := s.front()
 		switch msg.Type {
 		case pgwire.MsgReadyForQuery:
-			if err := s.toClient(msg); err != nil {
-				return err
-			}
 			st, ok := pgwire.ReadyStatus(msg.Body)
 			if !ok {
 				return s.backendLost(errors.New("malformed ReadyForQuery"))
 			}
-			if s.lastPending() {
-				// Flush before the request counts as answered, so
-				// anything written to the client once nothing is
-				// pending comes after these bytes.
-				if err := s.flushClient(); err != nil {
-					return err
-				}
+			// Invalidate before the client can see the answer.
+			s.complete(r, st)
+			drainNow, err := s.ready(r, st, msg)
+			if err != nil {
+				return err
 			}
-			if s.endRequest(st) {
+			if drainNow {
 				s.terminate(codeAdminShutdown, "terminating connection due to administrator command")
 				return errHandled
 			}
@@ -185,6 +226,22 @@ func (s *session) backendLoop() error {
 			if !msg.Streamed() && pgwire.IsFatal(msg.Body) {
 				s.sawFatal = true
 			}
+			if r != nil {
+				r.failed = true
+			}
+		case pgwire.MsgCommandComplete:
+			// In autocommit the statement is committed before its
+			// CommandComplete; a client may act on it before the
+			// ReadyForQuery.
+			s.invalidate(r, false)
+		case pgwire.MsgParameterStatus:
+			s.parameterStatus(msg)
+		}
+		if r != nil && r.fill != nil {
+			r.fill.capture(msg.Type, msg.Raw)
+		}
+		if r != nil && r.swallow && msg.Type != pgwire.MsgNotification && msg.Type != pgwire.MsgParameterStatus {
+			continue
 		}
 		if err := s.toClient(msg); err != nil {
 			return err
@@ -233,6 +290,10 @@ func (s *session) toClient(msg pgwire.Message) error {
 func (s *session) flushClient() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	return s.flushClientLocked()
+}
+
+func (s *session) flushClientLocked() error {
 	if s.nToClient > 0 {
 		s.p.metrics.bytesToClient.Add(float64(s.nToClient))
 		s.nToClient = 0
@@ -261,50 +322,83 @@ func (s *session) sendFatal(code, message string) {
 	s.cw.Flush()
 }
 
-// beginRequest counts a request that the backend will answer with
-// ReadyForQuery. It returns false when the session is draining and idle,
-// after closing it.
-func (s *session) beginRequest() bool {
+// push queues a request the backend will answer with ReadyForQuery. It
+// returns false when the session is draining and idle, after closing it.
+func (s *session) push(r *request) bool {
+	r.start = time.Now()
 	s.mu.Lock()
-	if s.draining && s.pending == 0 && s.txStatus == pgwire.TxIdle {
+	if s.draining && len(s.queue) == 0 && s.txStatus == pgwire.TxIdle {
 		s.mu.Unlock()
 		s.terminate(codeAdminShutdown, "terminating connection due to administrator command")
 		return false
 	}
-	s.pending++
-	s.sent.push(time.Now())
+	r.inTx = s.txStatus != pgwire.TxIdle || len(s.queue) > 0
+	s.queue = append(s.queue, r)
 	s.mu.Unlock()
 	return true
 }
 
-func (s *session) lastPending() bool {
+// front returns the oldest unanswered request, or nil.
+func (s *session) front() *request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.pending == 1
+	if len(s.queue) == 0 {
+		return nil
+	}
+	return s.queue[0]
 }
 
-// endRequest records a ReadyForQuery and reports whether the session must
-// now close because it is draining and idle.
-func (s *session) endRequest(st pgwire.TxStatus) bool {
+// ready relays a ReadyForQuery and retires its request. The request
+// leaves the queue while the client writer is held, and the writer is
+// flushed before it is released when nothing else is pending: the client
+// loop answers from the cache only with an empty queue and under the same
+// lock, so a cached answer can neither overtake this one nor be held back
+// by a request that is already answered.
+func (s *session) ready(r *request, st pgwire.TxStatus, msg pgwire.Message) (drainNow bool, err error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if r == nil || !r.swallow {
+		s.nToClient += msg.Len + 5
+		if err := s.relay(s.cw, s.br, msg); err != nil {
+			return false, err
+		}
+	}
+	drainNow, idle := s.pop(st)
+	if idle {
+		err = s.flushClientLocked()
+	}
+	return drainNow, err
+}
+
+// pop removes the answered request and reports whether the session must
+// now close because it is draining and idle, and whether nothing is
+// pending.
+func (s *session) pop(st pgwire.TxStatus) (drainNow, idle bool) {
 	s.mu.Lock()
-	if s.pending > 0 {
-		s.pending--
+	var r *request
+	if len(s.queue) > 0 {
+		r = s.queue[0]
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+		if len(s.queue) == 0 {
+			s.queue = s.queue[:0:0]
+		}
 	}
 	s.txStatus = st
-	start, ok := s.sent.pop()
-	drainNow := s.draining && s.pending == 0 && st == pgwire.TxIdle
+	idle = len(s.queue) == 0
+	drainNow = s.draining && idle && st == pgwire.TxIdle
 	s.mu.Unlock()
-	if ok {
-		s.p.metrics.relayLatency.Observe(time.Since(start).Seconds())
+	if r != nil && !r.swallow {
+		s.p.metrics.relayLatency.Observe(time.Since(r.start).Seconds())
 	}
-	return drainNow
+	return drainNow, idle
 }
 
 // drain asks the session to close once it is idle: at once if it is now.
 func (s *session) drain() {
 	s.mu.Lock()
 	s.draining = true
-	idle := s.pending == 0 && s.txStatus == pgwire.TxIdle
+	idle := len(s.queue) == 0 && s.txStatus == pgwire.TxIdle
 	s.mu.Unlock()
 	if idle {
 		s.terminate(codeAdminShutdown, "terminating connection due to administrator command")
@@ -355,33 +449,15 @@ func (s *session) conns() (client, backend net.Conn) {
 	return s.client, s.backend
 }
 
-// latencyQueue holds the send times of the oldest in-flight requests, up to
-// a fixed number so that a client pipelining without reading costs no
-// memory; requests beyond that are not timed.
-type latencyQueue struct {
-	times      [64]time.Time
-	head, n    int
-	unrecorded int // untimed requests queued behind the timed ones
-}
-
-func (q *latencyQueue) push(t time.Time) {
-	if q.unrecorded > 0 || q.n == len(q.times) {
-		q.unrecorded++
-		return
-	}
-	q.times[(q.head+q.n)%len(q.times)] = t
-	q.n++
-}
-
-func (q *latencyQueue) pop() (time.Time, bool) {
-	if q.n == 0 {
-		if q.unrecorded > 0 {
-			q.unrecorded--
+// abortFills ends the fills of requests that will never be answered.
+func (s *session) abortFills() {
+	s.mu.Lock()
+	q := s.queue
+	s.queue = nil
+	s.mu.Unlock()
+	for _, r := range q {
+		if r.fill != nil {
+			s.p.store.Abort(r.fill.f)
 		}
-		return time.Time{}, false
 	}
-	t := q.times[q.head]
-	q.head = (q.head + 1) % len(q.times)
-	q.n--
-	return t, true
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/viper"
 
+	"github.com/sqlcache/sqlcache/cachepolicy"
 	"github.com/sqlcache/sqlcache/proxy"
 )
 
@@ -38,6 +39,11 @@ var defaults = map[string]any{
 	"log.level":                    "info",
 	"log.format":                   "text",
 	"shutdown_timeout":             "30s",
+	"cache.enabled":                true,
+	"cache.max_bytes":              "256MiB",
+	"cache.max_entry_bytes":        "1MiB",
+	"cache.default_ttl":            "0s",
+	"cache.rules":                  []any{},
 }
 
 // maxMessageLimit is the largest postgres.max_message_bytes accepted: the
@@ -129,6 +135,16 @@ func parseConfig(v *viper.Viper) (*config, error) {
 	c.Proxy.BackendTLSMode = mode
 	if roots := g.caFile("postgres.backend_tls.ca_file"); roots != nil {
 		c.Proxy.BackendTLS = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	c.Proxy.Cache = proxy.CacheConfig{
+		Enabled:       g.boolean("cache.enabled"),
+		MaxBytes:      g.size("cache.max_bytes", 1<<20, 1<<40),
+		MaxEntryBytes: g.size("cache.max_entry_bytes", 1<<10, 1<<30),
+		DefaultTTL:    g.duration("cache.default_ttl", 0),
+		Rules:         g.rules("cache.rules"),
+	}
+	if c.Proxy.Cache.MaxEntryBytes > c.Proxy.Cache.MaxBytes/2 {
+		g.fail("cache.max_entry_bytes", fmt.Errorf("must be at most half of cache.max_bytes"))
 	}
 	switch lvl := g.oneOf("log.level", "debug", "info", "warn", "error"); lvl {
 	case "debug":
@@ -291,4 +307,86 @@ func (g *getter) caFile(key string) *x509.CertPool {
 		return nil
 	}
 	return pool
+}
+
+func (g *getter) boolean(key string) bool {
+	switch val := g.v.Get(key).(type) {
+	case bool:
+		return val
+	case string:
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			g.fail(key, fmt.Errorf("%q is not true or false", val))
+		}
+		return b
+	default:
+		g.fail(key, fmt.Errorf("want true or false, got %v", val))
+		return false
+	}
+}
+
+// rules parses cache.rules: a list of {table: "schema.name"} or
+// {query: "regexp"}, each with cache: never or a ttl.
+func (g *getter) rules(key string) []cachepolicy.Rule {
+	raw := g.v.Get(key)
+	list, ok := raw.([]any)
+	if !ok {
+		if raw == nil {
+			return nil
+		}
+		g.fail(key, fmt.Errorf("want a list of rules, got %T", raw))
+		return nil
+	}
+	var out []cachepolicy.Rule
+	for i, item := range list {
+		name := fmt.Sprintf("%s[%d]", key, i)
+		m, ok := item.(map[string]any)
+		if !ok {
+			g.fail(name, fmt.Errorf("want a map like {table: public.t, ttl: 5s}, got %v", item))
+			continue
+		}
+		if r, err := parseRule(m); err != nil {
+			g.fail(name, err)
+		} else {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func parseRule(m map[string]any) (cachepolicy.Rule, error) {
+	var r cachepolicy.Rule
+	for k, v := range m {
+		s := fmt.Sprint(v)
+		switch k {
+		case "table":
+			r.Table = s
+		case "query":
+			re, err := regexp.Compile(s)
+			if err != nil {
+				return r, fmt.Errorf("query: %v", err)
+			}
+			r.Query = re
+		case "cache":
+			if s != "never" {
+				return r, fmt.Errorf("cache: %q (the only value is never)", s)
+			}
+			r.Never = true
+		case "ttl":
+			d, err := time.ParseDuration(s)
+			if err != nil || d < 0 {
+				return r, fmt.Errorf("ttl: %q is not a duration", s)
+			}
+			r.TTL, r.HasTTL = d, true
+		default:
+			return r, fmt.Errorf("unknown key %q (want table or query, and cache: never or ttl)", k)
+		}
+	}
+	switch {
+	case (r.Table == "") == (r.Query == nil):
+		return r, errors.New("needs exactly one of table and query")
+	case r.Never == r.HasTTL:
+		return r, errors.New("needs exactly one of cache: never and ttl")
+	}
+	return r, nil
 }

@@ -7,16 +7,19 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -77,7 +80,7 @@ SQLCACHE_POSTGRES_BACKEND), overridden by flags.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCmd(stderr), newCheckCmd(stdout), newVersionCmd(stdout))
+	root.AddCommand(newServeCmd(stderr), newCheckCmd(stdout), newVersionCmd(stdout), newExplainCmd(stdout))
 	return root
 }
 
@@ -238,4 +241,51 @@ func versionString() string {
 		return bi.Main.Version
 	}
 	return "dev"
+}
+
+func newExplainCmd(stdout io.Writer) *cobra.Command {
+	v := newViper()
+	cmd := &cobra.Command{
+		Use:   "explain [flags] SQL",
+		Short: "Ask a running sqlcache whether it would cache a statement, and why",
+		Long: `explain asks the sqlcache serving the given configuration (through its
+admin.listen address) how it would treat a statement: cacheable or not, the
+reason, the tables its answer depends on, and its TTL.`,
+		Args: cobra.ExactArgs(1),
+	}
+	file := configFlags(cmd, v)
+	db := cmd.Flags().StringP("database", "d", "postgres", "database the statement runs in")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		cfg, err := loadConfig(v, *file)
+		if err != nil {
+			return err
+		}
+		if cfg.AdminListen == "" {
+			return &exitError{code: 2, err: errors.New("admin.listen is empty: explain needs the admin API")}
+		}
+		u := url.URL{Scheme: "http", Host: cfg.AdminListen, Path: "/explain",
+			RawQuery: url.Values{"sql": {args[0]}, "database": {*db}}.Encode()}
+		client := http.Client{Timeout: 15 * time.Second}
+		resp, err := client.Get(u.String())
+		if err != nil {
+			return &exitError{code: 1, err: fmt.Errorf("admin API at %s: %w", cfg.AdminListen, err)}
+		}
+		defer resp.Body.Close()
+		var e proxy.Explanation
+		if resp.StatusCode != http.StatusOK {
+			body, _ := io.ReadAll(resp.Body)
+			return &exitError{code: 1, err: fmt.Errorf("admin API: %s: %s", resp.Status, body)}
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+			return &exitError{code: 1, err: fmt.Errorf("admin API: %w", err)}
+		}
+		yes := map[bool]string{true: "yes", false: "no"}[e.Cacheable]
+		fmt.Fprintf(stdout, "cacheable: %s\nreason:    %s\ntables:    %s\nttl:       %s\n",
+			yes, e.Reason, strings.Join(e.Tables, ", "), e.TTL)
+		if len(e.Writes) > 0 {
+			fmt.Fprintf(stdout, "writes:    %s\n", strings.Join(e.Writes, ", "))
+		}
+		return nil
+	}
+	return cmd
 }

@@ -1,0 +1,288 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestCacheNeverLeaks: sessions that would get different answers from
+// Postgres never share a cached one: different search_path, TimeZone,
+// roles (GRANTs and row-level security), SET ROLE, and startup options.
+func TestCacheNeverLeaks(t *testing.T) {
+	pg, sc := startCache(t, nil)
+	for _, stmt := range []string{
+		`CREATE SCHEMA a`, `CREATE SCHEMA b`,
+		`CREATE TABLE a.t (v text)`, `CREATE TABLE b.t (v text)`,
+		`INSERT INTO a.t VALUES ('from a')`, `INSERT INTO b.t VALUES ('from b')`,
+		`GRANT USAGE ON SCHEMA a, b TO PUBLIC`, `GRANT SELECT ON a.t, b.t TO PUBLIC`,
+		`CREATE TABLE docs (owner text, body text)`,
+		`INSERT INTO docs VALUES ('app', 'app doc'), ('md5user', 'md5 doc')`,
+		`ALTER TABLE docs ENABLE ROW LEVEL SECURITY`,
+		`CREATE POLICY own ON docs USING (owner = current_user)`,
+		`GRANT SELECT ON docs TO app, md5user`,
+		`GRANT md5user TO app`,
+		`CREATE TABLE stamps (at timestamptz)`,
+		`INSERT INTO stamps VALUES ('2024-01-01 12:00:00+00')`,
+		`GRANT SELECT ON stamps TO PUBLIC`,
+	} {
+		pg.Exec(t, stmt)
+	}
+	one := func(t *testing.T, conn *pgx.Conn, q string) string {
+		t.Helper()
+		var s string
+		if err := conn.QueryRow(t.Context(), q).Scan(&s); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return s
+	}
+	twice := func(t *testing.T, conn *pgx.Conn, q, want string) {
+		t.Helper()
+		for range 2 {
+			if got := one(t, conn, q); got != want {
+				t.Errorf("%s = %q; want %q", q, got, want)
+			}
+		}
+	}
+
+	t.Run("search_path", func(t *testing.T) {
+		ca := connect(t, sc.URL("app", "", "postgres"))
+		cb := connect(t, sc.URL("app", "", "postgres"))
+		if _, err := ca.Exec(t.Context(), `SET search_path TO a`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cb.Exec(t.Context(), `SET search_path = b, public`); err != nil {
+			t.Fatal(err)
+		}
+		twice(t, ca, `SELECT v FROM t`, "from a")
+		twice(t, cb, `SELECT v FROM t`, "from b")
+		// search_path in the startup packet, as PgBouncer's CVE-2025-12819.
+		cs := connect(t, sc.URL("app", "", "postgres", "search_path=b"))
+		twice(t, cs, `SELECT v FROM t`, "from b")
+		co := connect(t, sc.URL("app", "", "postgres", "options=-csearch_path=a"))
+		twice(t, co, `SELECT v FROM t`, "from a")
+	})
+	t.Run("timezone", func(t *testing.T) {
+		utc := connect(t, sc.URL("app", "", "postgres", "timezone=UTC"))
+		tokyo := connect(t, sc.URL("app", "", "postgres", "timezone=UTC"))
+		if _, err := tokyo.Exec(t.Context(), `SET TimeZone = 'Asia/Tokyo'`); err != nil {
+			t.Fatal(err)
+		}
+		const q = `SELECT at::text FROM stamps`
+		twice(t, utc, q, "2024-01-01 12:00:00+00")
+		twice(t, tokyo, q, "2024-01-01 21:00:00+09")
+	})
+	t.Run("row_level_security", func(t *testing.T) {
+		app := connect(t, sc.URL("app", "", "postgres"))
+		md5 := connect(t, sc.URL("md5user", "md5pass", "postgres"))
+		const q = `SELECT string_agg(body, ',') FROM docs`
+		twice(t, app, q, "app doc")
+		twice(t, md5, q, "md5 doc")
+		// SET ROLE changes whose rows a session sees.
+		if _, err := app.Exec(t.Context(), `SET ROLE md5user`); err != nil {
+			t.Fatal(err)
+		}
+		twice(t, app, q, "md5 doc")
+		if _, err := app.Exec(t.Context(), `RESET ROLE`); err != nil {
+			t.Fatal(err)
+		}
+		twice(t, app, q, "app doc")
+	})
+	t.Run("grants", func(t *testing.T) {
+		pg.Exec(t, `CREATE TABLE secret (v text)`)
+		pg.Exec(t, `INSERT INTO secret VALUES ('hidden')`)
+		pg.Exec(t, `GRANT SELECT ON secret TO app`)
+		app := connect(t, sc.URL("app", "", "postgres"))
+		twice(t, app, `SELECT v FROM secret`, "hidden")
+		other := connect(t, sc.URL("scramuser", "scrampass", "postgres"))
+		var v string
+		err := other.QueryRow(t.Context(), `SELECT v FROM secret`).Scan(&v)
+		if pgCode(err) != "42501" {
+			t.Errorf("a role without the GRANT got %q, %v; want permission denied (42501)", v, err)
+		}
+		// REVOKE through the proxy invalidates: app is refused now.
+		admin := connect(t, sc.URL("postgres", "", "postgres"))
+		if _, err := admin.Exec(t.Context(), `REVOKE SELECT ON secret FROM app`); err != nil {
+			t.Fatal(err)
+		}
+		err = app.QueryRow(t.Context(), `SELECT v FROM secret`).Scan(&v)
+		if pgCode(err) != "42501" {
+			t.Errorf("after REVOKE: %q, %v; want permission denied (42501)", v, err)
+		}
+	})
+	t.Run("set_config", func(t *testing.T) {
+		// set_config changes the session behind any SET sqlcache can
+		// see; from then on the session must not use the cache.
+		c := connect(t, sc.URL("app", "", "postgres", "default_query_exec_mode=simple_protocol"))
+		if _, err := c.Exec(t.Context(), `SET search_path TO a`); err != nil {
+			t.Fatal(err)
+		}
+		twice(t, c, `SELECT v FROM t`, "from a")
+		if _, err := c.Exec(t.Context(), `SELECT set_config('search_path', 'b', false)`); err != nil {
+			t.Fatal(err)
+		}
+		twice(t, c, `SELECT v FROM t`, "from b")
+	})
+	t.Run("set_in_transaction", func(t *testing.T) {
+		c := connect(t, sc.URL("app", "", "postgres"))
+		if _, err := c.Exec(t.Context(), `SET search_path TO a`); err != nil {
+			t.Fatal(err)
+		}
+		twice(t, c, `SELECT v FROM t`, "from a")
+		tx, err := c.Begin(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(t.Context(), `SET search_path TO b`); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		twice(t, c, `SELECT v FROM t`, "from b")
+	})
+	t.Run("temp_table_shadows", func(t *testing.T) {
+		c := connect(t, sc.URL("app", "", "postgres"))
+		if _, err := c.Exec(t.Context(), `SET search_path TO a`); err != nil {
+			t.Fatal(err)
+		}
+		twice(t, c, `SELECT v FROM t`, "from a")
+		if _, err := c.Exec(t.Context(), `CREATE TEMP TABLE t (v text)`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(t.Context(), `INSERT INTO t VALUES ('from temp')`); err != nil {
+			t.Fatal(err)
+		}
+		twice(t, c, `SELECT v FROM t`, "from temp")
+	})
+}
+
+// TestCacheRulesAndAdmin covers cache.rules (never, per-table TTL), the
+// admin /cache report, POST /cache/invalidate and sqlcache explain.
+func TestCacheRulesAndAdmin(t *testing.T) {
+	pg, sc := startCache(t, map[string]any{"cache": map[string]any{
+		"rules": []any{
+			map[string]any{"table": "public.audit_log", "cache": "never"},
+			map[string]any{"table": "public.board", "ttl": "300ms"},
+			map[string]any{"query": "(?i)^select .* from reports", "ttl": "60s"},
+		},
+	}})
+	pg.Exec(t, `CREATE TABLE audit_log (v int)`)
+	pg.Exec(t, `CREATE TABLE board (v int)`)
+	pg.Exec(t, `CREATE TABLE reports (v int)`)
+	pg.Exec(t, `INSERT INTO audit_log VALUES (1)`)
+	pg.Exec(t, `INSERT INTO board VALUES (1)`)
+	pg.Exec(t, `INSERT INTO reports VALUES (1)`)
+	conn := connect(t, sc.URL("postgres", "", "postgres"))
+	get := func(q string) int {
+		var v int
+		if err := conn.QueryRow(t.Context(), q).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	get(`SELECT v FROM audit_log`)
+	get(`SELECT v FROM board`)
+	get(`SELECT v FROM reports`)
+	// Writes behind sqlcache's back (no change stream yet): only TTLs
+	// and rules bound what is served.
+	pg.Exec(t, `UPDATE audit_log SET v = 2`)
+	pg.Exec(t, `UPDATE board SET v = 2`)
+	pg.Exec(t, `UPDATE reports SET v = 2`)
+	if v := get(`SELECT v FROM audit_log`); v != 2 {
+		t.Errorf("audit_log (cache: never) = %d; want 2", v)
+	}
+	if v := get(`SELECT v FROM reports`); v != 1 {
+		t.Errorf("reports = %d; want the cached 1 (60s TTL): the rule did not cache it", v)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if v := get(`SELECT v FROM board`); v != 2 {
+		t.Errorf("board (ttl 300ms) after 400ms = %d; want 2", v)
+	}
+
+	var rep struct {
+		Entries int     `json:"entries"`
+		Hits    uint64  `json:"hits"`
+		Ratio   float64 `json:"hit_ratio"`
+		Top     []struct {
+			Query string `json:"query"`
+			Hits  uint64 `json:"hits"`
+		} `json:"top"`
+	}
+	body, err := sc.adminGet("/cache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(body), &rep); err != nil {
+		t.Fatalf("/cache: %v\n%s", err, body)
+	}
+	if rep.Entries == 0 || rep.Hits == 0 || len(rep.Top) == 0 || !strings.Contains(body, "FROM reports") {
+		t.Errorf("/cache report lacks the cached reports query:\n%s", body)
+	}
+
+	resp, err := http.Post("http://"+sc.AdminAddr+"/cache/invalidate?database=postgres&table=reports", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if v := get(`SELECT v FROM reports`); v != 2 {
+		t.Errorf("reports after POST /cache/invalidate = %d; want 2", v)
+	}
+
+	for _, tc := range []struct{ sql, want string }{
+		{`SELECT v FROM reports`, "cacheable: yes"},
+		{`SELECT v FROM audit_log`, "rule"},
+		{`SELECT now()`, "cacheable: no"},
+		{`SELECT v FROM board FOR UPDATE`, "FOR UPDATE"},
+		{`UPDATE board SET v = 3`, "writes:    board"},
+	} {
+		out, code := RunSqlcache(t, "explain", "--config", sc.ConfigFile, "--database", "postgres", tc.sql)
+		if code != 0 || !strings.Contains(out, tc.want) {
+			t.Errorf("explain %q: exit %d, output:\n%s\nwant it to contain %q", tc.sql, code, out, tc.want)
+		}
+	}
+}
+
+// TestStampede: many sessions miss the same slow query at once; one runs
+// it and the others get its answer.
+func TestStampede(t *testing.T) {
+	pg, sc := startCache(t, nil)
+	pg.Exec(t, `CREATE TABLE hot (v int)`)
+	pg.Exec(t, `INSERT INTO hot VALUES (7)`)
+	pg.Exec(t, `CREATE FUNCTION slow_id(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.5); RETURN $1; END $$`)
+	const n = 8
+	conns := make([]*pgx.Conn, n)
+	for i := range conns {
+		conns[i] = connect(t, sc.URL("postgres", "", "postgres"))
+		// Plan the statement first (catalog lookups) so the misses line up.
+		if _, err := conns[i].Exec(t.Context(), `SELECT 1 FROM hot WHERE false`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			var v int
+			if err := c.QueryRow(context.Background(), `SELECT slow_id(v) FROM hot`).Scan(&v); err != nil || v != 7 {
+				t.Errorf("got %d, %v; want 7", v, err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	misses := metricValue(t, sc, "sqlcache_cache_misses_total")
+	waits := metricValue(t, sc, "sqlcache_cache_stampede_waits_total")
+	if misses > 2 || waits < n-2 {
+		t.Errorf("misses = %v, stampede waits = %v; want about 1 and %d", misses, waits, n-1)
+	}
+}

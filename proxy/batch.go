@@ -1,0 +1,359 @@
+package proxy
+
+import (
+	"bytes"
+
+	"github.com/sqlcache/sqlcache/cachepolicy"
+	"github.com/sqlcache/sqlcache/wire/pgwire"
+)
+
+// batch holds the extended-protocol messages a client has sent since its
+// last Sync, copied, so that a whole Parse/Bind/Describe/Execute/Sync can be
+// judged (and answered from the cache) before any of it is relayed.
+type batch struct {
+	buf  []byte
+	msgs []batchMsg
+	// open: part of this batch already went to the backend (after a
+	// Flush, or because it grew too large): it is relayed, not cached.
+	open bool
+}
+
+type batchMsg struct {
+	typ    byte
+	off, n int // raw message at buf[off:off+n]
+}
+
+// batchLimit is the most a batch buffers before it is relayed as it goes.
+const batchLimit = 256 << 10
+
+func (b *batch) add(raw []byte) {
+	b.msgs = append(b.msgs, batchMsg{typ: raw[0], off: len(b.buf), n: len(raw)})
+	b.buf = append(b.buf, raw...)
+}
+
+func (b *batch) raw(i int) []byte  { m := b.msgs[i]; return b.buf[m.off : m.off+m.n] }
+func (b *batch) body(i int) []byte { m := b.msgs[i]; return b.buf[m.off+5 : m.off+m.n] }
+
+func (b *batch) clear() {
+	if cap(b.buf) > 4*batchLimit {
+		b.buf = nil
+	}
+	b.buf, b.msgs = b.buf[:0], b.msgs[:0]
+}
+
+var (
+	describedKey  = [2][]byte{{0}, {1}}
+	parseComplete = []byte{'1', 0, 0, 0, 4}
+	bindComplete  = []byte{'2', 0, 0, 0, 4}
+	parseBind     = append(append([]byte(nil), parseComplete...), bindComplete...)
+)
+
+// batchMessage takes Parse, Bind, Describe, Execute or Close.
+func (s *session) batchMessage(msg pgwire.Message) error {
+	if msg.Streamed() || len(s.batch.buf)+len(msg.Raw) > batchLimit {
+		// Too big to hold: relay what is held, then this one as it
+		// streams.
+		if err := s.forwardBatch(); err != nil {
+			return err
+		}
+		s.batch.open = true
+		if !s.ensureRequest(nil) {
+			return errHandled
+		}
+		if !msg.Streamed() {
+			s.track(msg.Type, msg.Body)
+		} else {
+			s.trackUnknown(msg.Type)
+		}
+		s.nToBackend += msg.Len + 5
+		return s.relay(s.bw, s.cr, msg)
+	}
+	s.batch.add(msg.Raw)
+	return nil
+}
+
+// batchFlush takes a Flush: the client waits for what it sent so far.
+func (s *session) batchFlush(msg pgwire.Message) error {
+	s.batch.add(msg.Raw)
+	s.batch.open = true
+	return s.forwardBatch()
+}
+
+// batchSync takes a Sync: the batch is complete. A batch of the one shape
+// a cache can answer is looked up; anything else is relayed.
+func (s *session) batchSync(msg pgwire.Message) error {
+	s.batch.add(msg.Raw)
+	var fill *fillState
+	if !s.batch.open {
+		hit, f := s.tryBatch()
+		if !hit && f == nil {
+			hit, f = s.tryDescribe()
+		}
+		if hit {
+			s.batch.clear()
+			return nil
+		}
+		fill = f
+	}
+	s.batch.open = false
+	err := s.forwardBatchFill(fill)
+	s.cur = nil
+	return err
+}
+
+// tryBatch looks up a batch of the form [Parse ""] Bind "" [Describe P ""]
+// Execute "" (no row limit) Sync. On a hit it answers and returns true.
+func (s *session) tryBatch() (bool, *fillState) {
+	b := &s.batch
+	i := 0
+	var parse pgwire.ParseBody
+	hasParse := false
+	if b.msgs[i].typ == pgwire.MsgParse {
+		p, err := pgwire.ParseParse(b.body(i))
+		if err != nil || len(p.Name) != 0 {
+			return false, nil
+		}
+		parse, hasParse = p, true
+		i++
+	}
+	if i >= len(b.msgs) || b.msgs[i].typ != pgwire.MsgBind {
+		return false, nil
+	}
+	bind, err := pgwire.ParseBind(b.body(i))
+	if err != nil || len(bind.Portal) != 0 || (hasParse && len(bind.Statement) != 0) {
+		return false, nil
+	}
+	i++
+	described := 0
+	if i < len(b.msgs) && b.msgs[i].typ == pgwire.MsgDescribe {
+		kind, name, err := pgwire.ParseTarget(b.body(i))
+		if err != nil || kind != 'P' || len(name) != 0 {
+			return false, nil
+		}
+		described = 1
+		i++
+	}
+	if i+2 != len(b.msgs) || b.msgs[i].typ != pgwire.MsgExecute {
+		return false, nil
+	}
+	if portal, maxRows, err := pgwire.ParseExecute(b.body(i)); err != nil || len(portal) != 0 || maxRows != 0 {
+		if err == nil && maxRows != 0 {
+			s.p.metrics.bypasses.WithLabelValues("row_limit").Inc()
+		}
+		return false, nil
+	}
+
+	var sql, oids []byte
+	var p **plan
+	if hasParse {
+		sql, oids = parse.Query, parse.OIDs
+		p = s.sqlPlan(sql)
+	} else {
+		st := s.stmts[string(bind.Statement)]
+		if st == nil {
+			return false, nil
+		}
+		sql, oids, p = st.sqlb, st.oids, st.plan
+	}
+	if !(*p).analysis.Candidate {
+		return false, nil
+	}
+	if clock, err := pgwire.AnyTextParam(bind.Args, paramReadsClock); err != nil || clock {
+		// 'now' bound to a timestamp parameter reads the clock.
+		s.p.metrics.bypasses.WithLabelValues("uncacheable").Inc()
+		return false, nil
+	}
+	s.keyBuf = s.appendKeyPrefix(s.keyBuf[:0], 'E')
+	s.keyBuf = cachepolicy.AppendKey(s.keyBuf, sql, oids, bind.Args, describedKey[described])
+	prefix := bindComplete
+	if hasParse {
+		prefix = parseBind
+	}
+	hit, fill := s.lookup(p, s.keyBuf, prefix)
+	if hit && hasParse {
+		// The client now has an unnamed statement the backend has not
+		// seen; it is parsed there before anything else uses it.
+		s.setStatement(parse, p, false)
+	}
+	return hit, fill
+}
+
+// tryDescribe looks up a batch Parse "" Describe S "" Sync, which drivers
+// send to learn a statement's parameter and result types before binding it
+// (pgx's describe_exec mode, libpq's PQprepare + PQdescribePrepared). Its
+// answer depends on the catalog as the query's does, so it is cached with
+// the query's dependencies.
+func (s *session) tryDescribe() (bool, *fillState) {
+	b := &s.batch
+	if len(b.msgs) != 3 || b.msgs[0].typ != pgwire.MsgParse || b.msgs[1].typ != pgwire.MsgDescribe {
+		return false, nil
+	}
+	parse, err := pgwire.ParseParse(b.body(0))
+	if err != nil || len(parse.Name) != 0 {
+		return false, nil
+	}
+	if kind, name, err := pgwire.ParseTarget(b.body(1)); err != nil || kind != 'S' || len(name) != 0 {
+		return false, nil
+	}
+	p := s.sqlPlan(parse.Query)
+	if !(*p).analysis.Candidate {
+		return false, nil
+	}
+	s.keyBuf = s.appendKeyPrefix(s.keyBuf[:0], 'S')
+	s.keyBuf = cachepolicy.AppendKey(s.keyBuf, parse.Query, parse.OIDs)
+	hit, fill := s.lookup(p, s.keyBuf, parseComplete)
+	if hit {
+		s.setStatement(parse, p, false)
+	}
+	if fill != nil {
+		fill.describe = true
+	}
+	return hit, fill
+}
+
+// forwardBatch relays the held messages, if any.
+func (s *session) forwardBatch() error { return s.forwardBatchFill(nil) }
+
+// forwardBatchFill relays the held messages, tracking statements and what
+// each Execute does; fill, if set, captures the answer of this batch.
+func (s *session) forwardBatchFill(fill *fillState) error {
+	b := &s.batch
+	if len(b.msgs) == 0 {
+		return nil
+	}
+	if !s.ensureRequest(fill) {
+		return errHandled
+	}
+	for i := range b.msgs {
+		s.track(b.msgs[i].typ, b.body(i))
+	}
+	if _, err := s.bw.Write(b.buf); err != nil {
+		return err
+	}
+	s.nToBackend += len(b.buf)
+	b.clear()
+	return nil
+}
+
+// ensureRequest queues the request of the batch being relayed, once. It
+// returns false if the session closed instead (draining).
+func (s *session) ensureRequest(fill *fillState) bool {
+	if s.cur != nil {
+		return true
+	}
+	if !s.reparseUnnamed() {
+		return false
+	}
+	s.cur = &request{fill: fill}
+	if !s.push(s.cur) {
+		if fill != nil {
+			s.p.store.Abort(fill.f)
+		}
+		return false
+	}
+	return true
+}
+
+// reparseUnnamed parses on the backend an unnamed statement whose Parse
+// was answered from the cache, as a request of its own whose reply the
+// client does not see, unless the batch about to go out parses its own.
+func (s *session) reparseUnnamed() bool {
+	st := s.stmts[""]
+	if st == nil || st.onBackend {
+		return true
+	}
+	st.onBackend = true
+	b := &s.batch
+	if len(b.msgs) > 0 && b.msgs[0].typ == pgwire.MsgParse && bytes.HasPrefix(b.body(0), []byte{0}) {
+		return true
+	}
+	if !s.push(&request{swallow: true}) {
+		return false
+	}
+	msg := pgwire.AppendParse(nil, nil, st.sqlb, st.oids)
+	msg = pgwire.AppendSync(msg)
+	// A write error surfaces at the next flush.
+	s.bw.Write(msg)
+	return true
+}
+
+// track follows the statement and portal lifecycle and classifies what
+// each Execute runs into the current request.
+func (s *session) track(typ byte, body []byte) {
+	switch typ {
+	case pgwire.MsgParse:
+		p, err := pgwire.ParseParse(body)
+		if err != nil {
+			return
+		}
+		s.setStatement(p, s.sqlPlan(p.Query), true)
+	case pgwire.MsgBind:
+		bind, err := pgwire.ParseBind(body)
+		if err != nil {
+			return
+		}
+		st := s.stmts[string(bind.Statement)]
+		if cur, ok := s.portals[string(bind.Portal)]; !ok || cur != st {
+			s.portals[string(bind.Portal)] = st
+		}
+	case pgwire.MsgExecute:
+		portal, _, err := pgwire.ParseExecute(body)
+		st := s.portals[string(portal)]
+		s.mu.Lock()
+		if err != nil || st == nil {
+			// Not knowing what runs, assume it may change anything.
+			s.cur.invalidateAll = true
+		} else {
+			s.cur.classify((*st.plan).analysis)
+		}
+		s.mu.Unlock()
+	case pgwire.MsgClose:
+		kind, name, err := pgwire.ParseTarget(body)
+		if err != nil {
+			return
+		}
+		if kind == 'S' {
+			delete(s.stmts, string(name))
+		} else {
+			delete(s.portals, string(name))
+		}
+	}
+}
+
+// trackUnknown records a message too large to look into.
+func (s *session) trackUnknown(typ byte) {
+	switch typ {
+	case pgwire.MsgParse:
+		// Which statement it replaced is unknown: forget them all, so a
+		// later Execute of any is treated as unknown.
+		clear(s.stmts)
+		clear(s.portals)
+	case pgwire.MsgExecute:
+		s.mu.Lock()
+		s.cur.invalidateAll = true
+		s.mu.Unlock()
+	}
+}
+
+// setStatement records a Parse, reusing the record of an unnamed statement
+// parsed again with the same text (the common case, without allocating).
+func (s *session) setStatement(p pgwire.ParseBody, pl **plan, onBackend bool) {
+	if st := s.stmts[string(p.Name)]; st != nil && st.sql == string(p.Query) && bytes.Equal(st.oids, p.OIDs) {
+		st.onBackend, st.plan = onBackend, pl
+		return
+	}
+	s.stmts[string(p.Name)] = &stmtInfo{
+		sql:       (*pl).sql,
+		sqlb:      []byte((*pl).sql),
+		oids:      append([]byte(nil), p.OIDs...),
+		plan:      pl,
+		onBackend: onBackend,
+	}
+}
+
+// paramReadsClock reports a text parameter such as 'now' or 'today' that
+// PostgreSQL turns into the current time when it is a date or time. Date
+// and time input is short; longer values are not looked into.
+func paramReadsClock(v []byte) bool {
+	return len(v) <= 128 && cachepolicy.ReadsClock(string(v))
+}

@@ -1,0 +1,419 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sqlcache/sqlcache/cachepolicy"
+)
+
+// catalog answers cachepolicy's questions about relations and functions
+// from the backend's system catalogs, over sqlcache's own login
+// (postgres.service_dsn) to each database clients use.
+//
+// Lookups happen only when a statement is first planned, never on a hit.
+// One connection per database serves them one at a time.
+type catalog struct {
+	dsn string // postgres.service_dsn; "" means no lookups are possible
+	log *slog.Logger
+
+	mu  sync.Mutex // protects dbs
+	dbs map[string]*dbCatalog
+}
+
+type dbCatalog struct {
+	mu    sync.Mutex // protects the fields below; held across lookups (one at a time)
+	conn  *pgx.Conn
+	epoch uint64              // planner epoch the cached facts belong to
+	rels  map[string]relFacts // by relation name
+	funcs map[string][]cachepolicy.FuncInfo
+}
+
+// relFacts is what the catalog says about one relation name, in every
+// schema, with what is needed of the relations behind it if it is a view.
+type relFacts struct {
+	infos []cachepolicy.RelInfo
+	bases []cachepolicy.RelInfo // relations the views among infos read, transitively
+	// funcs are the functions the views' definitions call; reason, if
+	// set, is why a view's definition is not cacheable (it reads the
+	// clock, say).
+	funcs  []string
+	reason string
+}
+
+func newCatalog(dsn string, log *slog.Logger) *catalog {
+	return &catalog{dsn: dsn, log: log, dbs: make(map[string]*dbCatalog)}
+}
+
+func (c *catalog) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range c.dbs {
+		d.mu.Lock()
+		if d.conn != nil {
+			d.conn.Close(context.Background())
+			d.conn = nil
+		}
+		d.mu.Unlock()
+	}
+}
+
+func (c *catalog) db(name string) *dbCatalog {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.dbs[name]
+	if d == nil {
+		d = &dbCatalog{}
+		c.dbs[name] = d
+	}
+	return d
+}
+
+// facts returns the catalog facts the policy needs for a, from what this
+// database's catalog told before in the same epoch or from new lookups.
+// It also returns a reason when a view a reads is not cacheable.
+func (c *catalog) facts(ctx context.Context, db string, epoch uint64, a *cachepolicy.Analysis) (cachepolicy.Facts, string, error) {
+	if c.dsn == "" {
+		return cachepolicy.Facts{}, "", fmt.Errorf("postgres.service_dsn is not set")
+	}
+	d := c.db(db)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.epoch != epoch || d.rels == nil {
+		d.epoch = epoch
+		d.rels = make(map[string]relFacts)
+		d.funcs = make(map[string][]cachepolicy.FuncInfo)
+	}
+	if err := c.fill(ctx, d, db, a); err != nil {
+		return cachepolicy.Facts{}, "", err
+	}
+	return d.assemble(a)
+}
+
+// fill looks up the names of a that are not known yet.
+func (c *catalog) fill(ctx context.Context, d *dbCatalog, db string, a *cachepolicy.Analysis) error {
+	var rels, funcs []string
+	for _, r := range a.Relations {
+		if _, ok := d.rels[r.Name]; !ok {
+			rels = append(rels, r.Name)
+		}
+	}
+	if len(rels) == 0 && d.knowsFuncs(a.Functions) {
+		return nil
+	}
+	conn, err := c.connect(ctx, d, db)
+	if err != nil {
+		return err
+	}
+	if err := d.lookup(ctx, conn, rels); err != nil {
+		// The connection may be broken; start afresh next time.
+		conn.Close(context.Background())
+		d.conn = nil
+		return err
+	}
+	funcs = append(funcs, a.Functions...)
+	for _, r := range a.Relations {
+		funcs = append(funcs, d.rels[r.Name].funcs...)
+	}
+	var missing []string
+	for _, f := range funcs {
+		if _, ok := d.funcs[f]; !ok {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := lookupFunctions(ctx, conn, missing, d.funcs); err != nil {
+		conn.Close(context.Background())
+		d.conn = nil
+		return err
+	}
+	return nil
+}
+
+func (d *dbCatalog) knowsFuncs(names []string) bool {
+	for _, f := range names {
+		if _, ok := d.funcs[f]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// assemble builds the policy's Facts for a from the cache.
+func (d *dbCatalog) assemble(a *cachepolicy.Analysis) (cachepolicy.Facts, string, error) {
+	f := cachepolicy.Facts{
+		Relations: make(map[string][]cachepolicy.RelInfo),
+		Functions: make(map[string][]cachepolicy.FuncInfo),
+	}
+	var reason string
+	addFuncs := func(names []string) {
+		for _, n := range names {
+			f.Functions[n] = d.funcs[n]
+		}
+	}
+	addFuncs(a.Functions)
+	for _, r := range a.Relations {
+		rf := d.rels[r.Name]
+		f.Relations[r.Name] = rf.infos
+		for _, b := range rf.bases {
+			if !hasRel(f.Relations[b.Name], b.Schema) {
+				f.Relations[b.Name] = append(f.Relations[b.Name], b)
+			}
+		}
+		addFuncs(rf.funcs)
+		if rf.reason != "" && reason == "" {
+			reason = rf.reason
+		}
+	}
+	return f, reason, nil
+}
+
+// lookup asks the catalog about relation names, the views among them,
+// the relations those views read and the views' own definitions.
+func (d *dbCatalog) lookup(ctx context.Context, conn *pgx.Conn, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	found := make(map[string][]cachepolicy.RelInfo)
+	views, err := lookupRelations(ctx, conn, names, found)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		d.rels[n] = relFacts{infos: found[n]}
+	}
+	if len(views) == 0 {
+		return nil
+	}
+	return d.lookupViews(ctx, conn, views)
+}
+
+// lookupViews attaches to each view name what its views read and call.
+func (d *dbCatalog) lookupViews(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef) error {
+	oids := make([]uint32, 0, len(views))
+	for oid := range views {
+		oids = append(oids, oid)
+	}
+	rows, err := conn.Query(ctx, viewBasesSQL, oids)
+	if err != nil {
+		return fmt.Errorf("catalog view dependencies: %w", err)
+	}
+	type baseRow struct {
+		view   uint32
+		base   cachepolicy.RelInfo
+		family []string
+		oid    uint32
+	}
+	var bases []baseRow
+	for rows.Next() {
+		var b baseRow
+		var kind string
+		if err := rows.Scan(&b.view, &b.base.Name, &b.base.Schema, &kind, &b.base.Temp, &b.base.System, &b.base.Root, &b.family, &b.oid); err != nil {
+			rows.Close()
+			return fmt.Errorf("catalog view dependencies: %w", err)
+		}
+		b.base.Kind = kind[0]
+		bases = append(bases, b)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("catalog view dependencies: %w", err)
+	}
+	// Every view in the closure: the named ones and the views they read.
+	defs := make(map[uint32][]uint32) // named view → views whose definitions count
+	for oid := range views {
+		defs[oid] = append(defs[oid], oid)
+	}
+	for _, b := range bases {
+		v := views[b.view]
+		rf := d.rels[v.name]
+		rf.bases = append(rf.bases, b.base)
+		ri := &rf.infos[v.index]
+		ri.Base = append(ri.Base, b.base.Name)
+		if b.base.Root != "" {
+			ri.Base = append(ri.Base, b.base.Root)
+		}
+		ri.Base = append(ri.Base, b.family...)
+		d.rels[v.name] = rf
+		if b.base.Kind == 'v' {
+			defs[b.view] = append(defs[b.view], b.oid)
+		}
+	}
+	return d.lookupViewDefs(ctx, conn, views, defs)
+}
+
+// lookupViewDefs parses each view's definition, for the functions it calls
+// (pinned built-ins like now() are absent from pg_depend) and anything
+// else that makes it uncacheable.
+func (d *dbCatalog) lookupViewDefs(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef, defs map[uint32][]uint32) error {
+	var all []uint32
+	for _, oids := range defs {
+		all = append(all, oids...)
+	}
+	rows, err := conn.Query(ctx, `SELECT c.oid, c.relname, pg_get_viewdef(c.oid) FROM pg_class c WHERE c.oid = ANY($1)`, all)
+	if err != nil {
+		return fmt.Errorf("catalog view definitions: %w", err)
+	}
+	defer rows.Close()
+	analyses := make(map[uint32]*cachepolicy.Analysis)
+	names := make(map[uint32]string)
+	for rows.Next() {
+		var oid uint32
+		var name, def string
+		if err := rows.Scan(&oid, &name, &def); err != nil {
+			return fmt.Errorf("catalog view definitions: %w", err)
+		}
+		analyses[oid], names[oid] = cachepolicy.Analyze(def), name
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("catalog view definitions: %w", err)
+	}
+	for view, oids := range defs {
+		v := views[view]
+		rf := d.rels[v.name]
+		for _, oid := range oids {
+			a := analyses[oid]
+			if a == nil {
+				continue
+			}
+			if !a.Candidate && rf.reason == "" {
+				rf.reason = fmt.Sprintf("view %s: %s", names[oid], a.Reason)
+			}
+			rf.funcs = append(rf.funcs, a.Functions...)
+		}
+		d.rels[v.name] = rf
+	}
+	return nil
+}
+
+func (c *catalog) connect(ctx context.Context, d *dbCatalog, db string) (*pgx.Conn, error) {
+	if d.conn != nil && !d.conn.IsClosed() {
+		return d.conn, nil
+	}
+	cfg, err := pgx.ParseConfig(c.dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres.service_dsn: %w", err)
+	}
+	cfg.Database = db
+	cfg.RuntimeParams["application_name"] = "sqlcache catalog"
+	// Names are resolved in every schema, whatever the search_path.
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("service connection to database %q: %w", db, err)
+	}
+	d.conn = conn
+	return conn, nil
+}
+
+// relColumns are the columns that describe a relation c in n, after its name
+// and schema: kind, temporary, system, partition root, and its family: its
+// partitions or inheritance children and its ancestors, transitively.
+// Reading a parent reads its children's rows, and a write through a parent
+// may change a child's, so an answer depends on the whole family.
+const relColumns = `c.relkind::text, c.relpersistence = 't',
+       n.nspname IN ('pg_catalog', 'information_schema') OR n.nspname LIKE 'pg\_toast%',
+       coalesce((SELECT r.relname FROM pg_class r
+                 WHERE c.relispartition AND r.oid = pg_partition_root(c.oid)), ''),
+       ARRAY(WITH RECURSIVE
+               d(oid) AS (SELECT inhrelid FROM pg_inherits WHERE inhparent = c.oid
+                 UNION SELECT i.inhrelid FROM pg_inherits i JOIN d ON i.inhparent = d.oid),
+               a(oid) AS (SELECT inhparent FROM pg_inherits WHERE inhrelid = c.oid
+                 UNION SELECT i.inhparent FROM pg_inherits i JOIN a ON i.inhrelid = a.oid)
+             SELECT relname::text FROM pg_class
+             WHERE oid IN (SELECT oid FROM d) OR oid IN (SELECT oid FROM a)),
+       `
+
+const relationsSQL = `
+SELECT c.relname, n.nspname, ` + relColumns + `c.oid
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname = ANY($1)`
+
+// viewBasesSQL returns, for each view among $1, every relation it reads,
+// through views of views.
+const viewBasesSQL = `
+WITH RECURSIVE deps(view, ref) AS (
+    SELECT r.ev_class, d.refobjid
+    FROM pg_rewrite r JOIN pg_depend d
+      ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass
+    WHERE r.ev_class = ANY($1) AND d.refobjid <> r.ev_class
+  UNION
+    SELECT deps.view, d.refobjid
+    FROM deps JOIN pg_rewrite r ON r.ev_class = deps.ref
+      JOIN pg_depend d
+      ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass
+    WHERE d.refobjid <> r.ev_class
+)
+SELECT DISTINCT deps.view, c.relname, n.nspname, ` + relColumns + `c.oid
+FROM deps JOIN pg_class c ON c.oid = deps.ref JOIN pg_namespace n ON n.oid = c.relnamespace`
+
+const functionsSQL = `
+SELECT p.proname, p.provolatile::text, p.oid < 16384
+FROM pg_proc p WHERE p.proname = ANY($1)`
+
+// lookupRelations fills rels and returns the OIDs of views, indexed into
+// rels so their bases can be attached.
+func lookupRelations(ctx context.Context, conn *pgx.Conn, names []string, rels map[string][]cachepolicy.RelInfo) (map[uint32]viewRef, error) {
+	rows, err := conn.Query(ctx, relationsSQL, names)
+	if err != nil {
+		return nil, fmt.Errorf("catalog relations: %w", err)
+	}
+	defer rows.Close()
+	views := make(map[uint32]viewRef)
+	for rows.Next() {
+		var ri cachepolicy.RelInfo
+		var kind string
+		var oid uint32
+		if err := rows.Scan(&ri.Name, &ri.Schema, &kind, &ri.Temp, &ri.System, &ri.Root, &ri.Base, &oid); err != nil {
+			return nil, fmt.Errorf("catalog relations: %w", err)
+		}
+		ri.Kind = kind[0]
+		rels[ri.Name] = append(rels[ri.Name], ri)
+		if ri.Kind == 'v' {
+			views[oid] = viewRef{name: ri.Name, index: len(rels[ri.Name]) - 1}
+		}
+	}
+	return views, rows.Err()
+}
+
+type viewRef struct {
+	name  string
+	index int
+}
+
+func hasRel(rs []cachepolicy.RelInfo, schema string) bool {
+	for _, r := range rs {
+		if r.Schema == schema {
+			return true
+		}
+	}
+	return false
+}
+
+func lookupFunctions(ctx context.Context, conn *pgx.Conn, names []string, funcs map[string][]cachepolicy.FuncInfo) error {
+	rows, err := conn.Query(ctx, functionsSQL, names)
+	if err != nil {
+		return fmt.Errorf("catalog functions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var fi cachepolicy.FuncInfo
+		var vol string
+		if err := rows.Scan(&fi.Name, &vol, &fi.BuiltIn); err != nil {
+			return fmt.Errorf("catalog functions: %w", err)
+		}
+		fi.Volatility = vol[0]
+		funcs[fi.Name] = append(funcs[fi.Name], fi)
+	}
+	return rows.Err()
+}
+
+// lookupTimeout bounds one planning lookup; a statement whose facts cannot
+// be had in time is relayed uncached.
+const lookupTimeout = 5 * time.Second

@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/sqlcache/sqlcache/wire/pgwire"
+)
+
+// invalidate drops the cached answers that r's writes, and those of the
+// open transaction, may have made stale. It runs when a statement
+// completes and again at ReadyForQuery; at the end of a transaction
+// (commit or rollback alike) the whole transaction's writes are dropped
+// again, because other sessions may have filled from the old rows while it
+// was open. Backend loop only.
+func (s *session) invalidate(r *request, txEnded bool) {
+	var writes []string
+	all := s.txAll
+	if r != nil {
+		s.mu.Lock()
+		writes = r.writes
+		all = all || r.invalidateAll || r.unparsed && !r.failed
+		s.mu.Unlock()
+	}
+	store, m := s.p.store, s.p.metrics
+	if all {
+		m.invalidations.WithLabelValues("unclassified").Add(float64(store.InvalidateDB(s.db)))
+		m.invalidationEvents.WithLabelValues("unclassified").Inc()
+	} else {
+		for _, t := range writes {
+			m.invalidations.WithLabelValues("write").Add(float64(store.InvalidateTable(s.db, t)))
+		}
+		for t := range s.txWrites {
+			m.invalidations.WithLabelValues("write").Add(float64(store.InvalidateTable(s.db, t)))
+		}
+		if len(writes) > 0 {
+			m.invalidationEvents.WithLabelValues("write").Inc()
+		}
+	}
+	if txEnded {
+		clear(s.txWrites)
+		s.txAll = false
+		return
+	}
+	for _, t := range writes {
+		s.txWrites[t] = struct{}{}
+	}
+	s.txAll = all
+}
+
+// complete applies what request r did, at its ReadyForQuery with status
+// st, before the client sees that ReadyForQuery. Backend loop only.
+func (s *session) complete(r *request, st pgwire.TxStatus) {
+	s.invalidate(r, st == pgwire.TxIdle)
+	if r == nil {
+		return
+	}
+	s.mu.Lock()
+	effects, catalogChange, inTx := r.effects, r.catalogChange, r.inTx
+	if len(effects) > 0 {
+		if r.failed || inTx || st != pgwire.TxIdle {
+			// Inside a transaction a SET may yet be rolled back, and
+			// after an error some statements ran and some did not.
+			s.state.untracked(effects)
+		} else {
+			s.state.apply(effects)
+		}
+	}
+	s.mu.Unlock()
+	if catalogChange {
+		s.p.planner.forget(s.db)
+	}
+	if r.fill != nil {
+		s.finishFill(r, st)
+	}
+}
+
+func (s *session) finishFill(r *request, st pgwire.TxStatus) {
+	f := r.fill
+	m := s.p.metrics
+	if f.aborted || !f.started || r.failed || st != pgwire.TxIdle {
+		s.p.store.Abort(f.f)
+		m.bypasses.WithLabelValues("uncacheable_answer").Inc()
+		return
+	}
+	stored, reason := s.p.store.Commit(f.f, f.buf)
+	m.fillLatency.Observe(time.Since(f.begun).Seconds())
+	if !stored {
+		m.fillsDropped.WithLabelValues(reason).Inc()
+	}
+}
+
+// parameterStatus records a setting the backend reports, which the cache
+// key must carry. Backend loop only.
+func (s *session) parameterStatus(msg pgwire.Message) {
+	if msg.Streamed() {
+		return
+	}
+	name, value, err := pgwire.ParameterStatus(msg.Body)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	s.state.parameterStatus(string(name), string(value))
+	s.mu.Unlock()
+}

@@ -1,0 +1,152 @@
+package proxy
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/sqlcache/sqlcache/cachepolicy"
+)
+
+// plan is everything decided about one SQL text in one database: what it
+// writes and changes (from the parse alone) and, for a SELECT, whether and
+// how its answer may be cached (which needs the catalog). Plans are shared
+// and immutable once built.
+type plan struct {
+	sql      string
+	analysis *cachepolicy.Analysis
+	// decided is false until the catalog was consulted (only candidates
+	// are ever decided).
+	decided  bool
+	decision cachepolicy.Decision
+	epoch    uint64 // the database's catalog epoch when decided
+}
+
+// planner builds and caches plans per database.
+type planner struct {
+	catalog    *catalog
+	rules      []cachepolicy.Rule
+	defaultTTL time.Duration
+
+	mu     sync.Mutex // protects epochs
+	epochs map[string]*atomic.Uint64
+
+	plans *lru.Cache[planKey, *plan] // safe for concurrent use
+}
+
+type planKey struct{ db, sql string }
+
+// planCacheSize bounds the shared plan cache. Each session also keeps the
+// plans it used last in a small map of its own.
+const planCacheSize = 20000
+
+func newPlanner(c *catalog, rules []cachepolicy.Rule, defaultTTL time.Duration) *planner {
+	plans, _ := lru.New[planKey, *plan](planCacheSize)
+	return &planner{catalog: c, rules: rules, defaultTTL: defaultTTL, epochs: make(map[string]*atomic.Uint64), plans: plans}
+}
+
+// epoch returns the counter that invalidates a database's decisions when
+// its catalog may have changed.
+func (pl *planner) epoch(db string) *atomic.Uint64 {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	e := pl.epochs[db]
+	if e == nil {
+		e = new(atomic.Uint64)
+		pl.epochs[db] = e
+	}
+	return e
+}
+
+// forget makes every decision in db stale, after DDL.
+func (pl *planner) forget(db string) { pl.epoch(db).Add(1) }
+
+// forgetAll makes every decision stale; run periodically so that catalog
+// changes made behind sqlcache's back are picked up.
+func (pl *planner) forgetAll() {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	for _, e := range pl.epochs {
+		e.Add(1)
+	}
+}
+
+// analyze returns the plan for sql without consulting the catalog.
+func (pl *planner) analyze(db, sql string) *plan {
+	if p, ok := pl.plans.Get(planKey{db, sql}); ok {
+		return p
+	}
+	p := &plan{sql: sql, analysis: cachepolicy.Analyze(sql)}
+	pl.plans.Add(planKey{db, sql}, p)
+	return p
+}
+
+// decide returns p with a current cache decision, looking the catalog up
+// if needed. A candidate whose facts cannot be looked up is not cacheable
+// (this time).
+func (pl *planner) decide(ctx context.Context, db string, p *plan) *plan {
+	cur := pl.epoch(db).Load()
+	if p.decided && p.epoch == cur {
+		return p
+	}
+	a := p.analysis
+	np := &plan{sql: p.sql, analysis: a, decided: true, epoch: cur}
+	if !a.Candidate {
+		np.decision = cachepolicy.Decision{Reason: a.Reason, Rule: -1}
+		pl.plans.Add(planKey{db, p.sql}, np)
+		return np
+	}
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
+	facts, viewReason, err := pl.catalog.facts(ctx, db, cur, a)
+	switch {
+	case err != nil:
+		np.decision = cachepolicy.Decision{Reason: "catalog lookup failed: " + err.Error(), Rule: -1}
+		// Not stored: the next statement tries again.
+		return np
+	case viewReason != "":
+		np.decision = cachepolicy.Decision{Reason: viewReason, Rule: -1}
+	default:
+		np.decision = cachepolicy.Decide(withViews(a, facts), p.sql, facts, pl.rules, pl.defaultTTL)
+	}
+	pl.plans.Add(planKey{db, p.sql}, np)
+	return np
+}
+
+// withViews returns a copy of a that also reads the relations behind its
+// views and calls the functions their definitions call, so the policy
+// judges them (a view over a catalog, a temp table or now() is not
+// cacheable) and the answer depends on them.
+func withViews(a *cachepolicy.Analysis, f cachepolicy.Facts) *cachepolicy.Analysis {
+	var rels []cachepolicy.RelRef
+	for _, r := range a.Relations {
+		for _, ri := range f.Relations[r.Name] {
+			if ri.Kind != 'v' {
+				// Base of a table is its family: dependencies only.
+				continue
+			}
+			for _, b := range ri.Base {
+				if _, ok := f.Relations[b]; ok {
+					rels = append(rels, cachepolicy.RelRef{Name: b})
+				}
+			}
+		}
+	}
+	var funcs []string
+	for name := range f.Functions {
+		if !slices.Contains(a.Functions, name) {
+			funcs = append(funcs, name)
+		}
+	}
+	if len(rels) == 0 && len(funcs) == 0 {
+		return a
+	}
+	c := *a
+	c.Relations = append(slices.Clone(a.Relations), rels...)
+	c.Functions = append(slices.Clone(a.Functions), funcs...)
+	return &c
+}

@@ -1,0 +1,94 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/sqlcache/sqlcache/cachepolicy"
+	"github.com/sqlcache/sqlcache/proxy/internal/cache"
+)
+
+// request is one unit the backend answers with exactly one ReadyForQuery:
+// a Query, a FunctionCall, an extended-protocol batch up to its Sync, or a
+// Parse+Sync that sqlcache injects itself. The client loop appends requests
+// to session.queue as it relays them; the backend loop pops them at each
+// ReadyForQuery. Fields marked (mu) may change after the request is queued
+// (more of an extended batch arrives after a Flush) and are read under s.mu.
+type request struct {
+	start time.Time
+	// swallow: sqlcache's own request; its reply is not relayed.
+	swallow bool
+	// inTx: the session was in a transaction block when this was sent.
+	inTx bool
+
+	writes        []string // (mu) tables whose data or definition may change
+	invalidateAll bool     // (mu) the request may change anything in the database
+	catalogChange bool     // (mu) DDL: forget catalog decisions
+	// unparsed: (mu) a statement sqlcache's parser could not read; if the
+	// backend ran it, it may have changed anything.
+	unparsed bool
+	effects  []cachepolicy.SessionEffect // (mu) session changes, applied at ReadyForQuery
+
+	fill *fillState // capturing the answer for the cache, or nil
+
+	failed bool // backend loop: an ErrorResponse was seen
+}
+
+// classify adds what a statement does to r. The caller holds s.mu if r is
+// queued.
+func (r *request) classify(a *cachepolicy.Analysis) {
+	r.writes = append(r.writes, a.Writes...)
+	r.unparsed = r.unparsed || a.ParseError != nil
+	r.invalidateAll = r.invalidateAll || a.InvalidateAll
+	r.catalogChange = r.catalogChange || a.CatalogChange
+	r.effects = append(r.effects, a.Session...)
+}
+
+// fillState captures a miss's answer as it is relayed: the messages from
+// the RowDescription (or first DataRow) through the CommandComplete.
+type fillState struct {
+	f       *cache.Fill
+	buf     []byte
+	started bool
+	aborted bool
+	// describe: the answer is a statement description (ParameterDescription
+	// and RowDescription or NoData), not rows.
+	describe bool
+	max      int
+	begun    time.Time
+}
+
+// capture looks at one backend message of the request being filled.
+func (f *fillState) capture(typ byte, raw []byte) {
+	if f.aborted {
+		return
+	}
+	switch typ {
+	case 't', 'n':
+		if !f.describe {
+			f.abort()
+			return
+		}
+		fallthrough
+	case 'T', 'D', 'C':
+		if raw == nil || len(f.buf)+len(raw) > f.max {
+			f.abort()
+			return
+		}
+		f.started = true
+		f.buf = append(f.buf, raw...)
+	case '1', '2':
+		// ParseComplete and BindComplete are synthesized on a hit.
+		if f.started {
+			f.abort()
+		}
+	default:
+		// Errors, notices, notifications, portal suspension: the
+		// answer is not a plain result.
+		f.abort()
+	}
+}
+
+func (f *fillState) abort() {
+	f.aborted = true
+	f.buf = nil
+}

@@ -1,0 +1,139 @@
+package proxy
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/sqlcache/sqlcache/cachepolicy"
+)
+
+// sessionState is what, besides the SQL, decides a session's answers:
+// database, login role, the role it has set, and every setting it started
+// with, was told about (ParameterStatus) or set. Two sessions share cached
+// answers only if their states encode to the same bytes.
+//
+// The backend loop changes it (at ReadyForQuery, on ParameterStatus); the
+// client loop reads the encoding when it looks something up, under s.mu.
+type sessionState struct {
+	startup  map[string]string // from the StartupMessage, minus non-settings
+	settings map[string]string // current values: startup, reported and SET
+	encoded  []byte            // key bytes of settings; rebuilt on change
+	// unknown: the session changed its state in a way sqlcache could not
+	// follow (set_config, SET inside a transaction or a failed batch): it
+	// bypasses the cache until DISCARD ALL or RESET ALL.
+	unknown bool
+	// temp: the session made temporary objects, which can shadow tables
+	// by name; it bypasses the cache until DISCARD TEMP/ALL.
+	temp bool
+}
+
+// notSettings are startup parameters that do not change query results.
+var notSettings = map[string]bool{"application_name": true}
+
+func newSessionState(params map[string]string) *sessionState {
+	st := &sessionState{startup: make(map[string]string), settings: make(map[string]string)}
+	for k, v := range params {
+		if !notSettings[k] {
+			st.startup[k] = v
+		}
+	}
+	if st.startup["database"] == "" {
+		st.startup["database"] = st.startup["user"]
+	}
+	st.reset(true)
+	return st
+}
+
+// reset forgets every SET, and SET ROLE and SET SESSION AUTHORIZATION
+// too if roles. Reported settings stay: the backend reports what RESET
+// changes back.
+func (st *sessionState) reset(roles bool) {
+	for k := range st.settings {
+		if strings.HasPrefix(k, "set:") || roles && (k == "role" || k == "session_authorization") {
+			delete(st.settings, k)
+		}
+	}
+	for k, v := range st.startup {
+		st.settings[k] = v
+	}
+	st.encode()
+}
+
+func (st *sessionState) set(name, value string) {
+	if st.settings[name] == value {
+		return
+	}
+	st.settings[name] = value
+	st.encode()
+}
+
+func (st *sessionState) encode() {
+	names := make([]string, 0, len(st.settings))
+	for k := range st.settings {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	parts := make([][]byte, 0, 2*len(names))
+	for _, k := range names {
+		parts = append(parts, []byte(k), []byte(st.settings[k]))
+	}
+	st.encoded = cachepolicy.AppendKey(nil, parts...)
+}
+
+// parameterStatus records a setting the backend reported.
+func (st *sessionState) parameterStatus(name, value string) {
+	if name == "application_name" {
+		return
+	}
+	st.set("ps:"+name, value)
+}
+
+// apply records the effects of a statement batch that completed outside a
+// transaction without error.
+func (st *sessionState) apply(effects []cachepolicy.SessionEffect) {
+	for _, e := range effects {
+		switch e.Kind {
+		case cachepolicy.SetVar:
+			if !e.Local {
+				st.set("set:"+strings.ToLower(e.Name), e.Value)
+			}
+		case cachepolicy.ResetVar:
+			if _, ok := st.settings["set:"+e.Name]; ok {
+				delete(st.settings, "set:"+e.Name)
+				st.encode()
+			}
+		case cachepolicy.ResetAll:
+			// RESET ALL leaves the role and session authorization.
+			st.reset(false)
+			st.unknown = false
+		case cachepolicy.SetRole:
+			st.set("role", e.Value)
+		case cachepolicy.SetSessionAuthorization:
+			st.set("session_authorization", e.Value)
+			st.set("role", "")
+		case cachepolicy.DiscardAll:
+			st.reset(true)
+			st.unknown, st.temp = false, false
+		case cachepolicy.DiscardTemp:
+			st.temp = false
+		case cachepolicy.CreateTemp:
+			st.temp = true
+		case cachepolicy.SetConfigCall, cachepolicy.Unknown:
+			st.unknown = true
+		}
+	}
+}
+
+// untracked records effects that did not complete cleanly outside a
+// transaction: what the session's settings are now is not known for sure.
+func (st *sessionState) untracked(effects []cachepolicy.SessionEffect) {
+	for _, e := range effects {
+		switch e.Kind {
+		case cachepolicy.DiscardOther:
+		case cachepolicy.CreateTemp:
+			st.temp = true
+		default:
+			st.unknown = true
+		}
+	}
+}
