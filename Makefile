@@ -34,7 +34,8 @@ demo: build
 	@scripts/demo.sh
 
 bench:
-	@echo "make bench: not yet (see the benchmarks issue); Go micro-benchmarks: go test -run='^$$' -bench=. -benchmem ./..."
+	@$(MAKE) --no-print-directory build
+	$(GO) run ./bench/cmd/sqlbench -duration 2s -warmup 1s -rounds 3 -memory-timeout 100s $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin

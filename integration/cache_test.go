@@ -24,7 +24,43 @@ func startCache(t *testing.T, extra map[string]any) (*Postgres, *Sqlcache) {
 		ServiceDSN: pg.URL("postgres", "", "postgres"),
 		Extra:      extra,
 	})
+	waitCacheFresh(t, sc)
 	return pg, sc
+}
+
+// waitApplied waits until sqlcache's change stream has applied everything
+// committed before the call (setup writes made directly on Postgres), so
+// that they do not invalidate what the test caches next.
+func waitApplied(t *testing.T, sc *Sqlcache) {
+	t.Helper()
+	t0 := time.Now()
+	deadline := t0.Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		lag := metricValue(t, sc, `sqlcache_stream_lag_seconds{database="postgres"}`)
+		if lag <= time.Since(t0).Seconds() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the change stream did not catch up in 15s:\n%s", cacheMetrics(t, sc))
+}
+
+// waitCacheFresh waits until sqlcache follows database postgres's change
+// stream closely enough to serve from the cache (when it streams at all).
+func waitCacheFresh(t *testing.T, sc *Sqlcache) {
+	t.Helper()
+	if !strings.Contains(sc.Metrics(t), "sqlcache_stream_info") {
+		return // invalidation mode none
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if metricValue(t, sc, `sqlcache_stream_connected{database="postgres"}`) == 1 &&
+			metricValue(t, sc, `sqlcache_stream_lag_seconds{database="postgres"}`) < 0.5 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the change stream never became fresh:\n%s", sc.Output())
 }
 
 // TestCacheHitWhileLocked proves hits by behaviour: once a read is cached,
@@ -312,7 +348,7 @@ func rywWorker(ctx context.Context, sc *Sqlcache, id, rounds int) error {
 // read-your-writes loop does not.
 func TestTruncateAndCopyInvalidate(t *testing.T) {
 	pg, sc := startCache(t, nil)
-	pg.Exec(t, `CREATE TABLE items (id int)`)
+	pg.Exec(t, `CREATE TABLE items (id int PRIMARY KEY)`)
 	pg.Exec(t, `INSERT INTO items SELECT generate_series(1, 10)`)
 	conn := connect(t, sc.URL("postgres", "", "postgres"))
 	count := func() int {
@@ -403,12 +439,12 @@ func cacheMetrics(t *testing.T, sc *Sqlcache) string {
 func TestCacheDependencies(t *testing.T) {
 	pg, sc := startCache(t, nil)
 	for _, stmt := range []string{
-		`CREATE TABLE base (id int, at timestamptz DEFAULT now())`,
+		`CREATE TABLE base (id int PRIMARY KEY, at timestamptz DEFAULT now())`,
 		`INSERT INTO base (id) VALUES (1)`,
 		`CREATE VIEW v AS SELECT id FROM base`,
 		`CREATE VIEW vv AS SELECT id FROM v`,
 		`CREATE VIEW recent AS SELECT id FROM base WHERE at > now() - interval '1 hour'`,
-		`CREATE TABLE parts (k int, v text) PARTITION BY RANGE (k)`,
+		`CREATE TABLE parts (k int PRIMARY KEY, v text) PARTITION BY RANGE (k)`,
 		`CREATE TABLE parts_lo PARTITION OF parts FOR VALUES FROM (0) TO (100)`,
 		`CREATE TABLE parts_hi PARTITION OF parts FOR VALUES FROM (100) TO (200)`,
 		`INSERT INTO parts VALUES (1, 'lo'), (150, 'hi')`,

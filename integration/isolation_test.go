@@ -166,13 +166,18 @@ func TestCacheNeverLeaks(t *testing.T) {
 // TestCacheRulesAndAdmin covers cache.rules (never, per-table TTL), the
 // admin /cache report, POST /cache/invalidate and sqlcache explain.
 func TestCacheRulesAndAdmin(t *testing.T) {
-	pg, sc := startCache(t, map[string]any{"cache": map[string]any{
-		"rules": []any{
-			map[string]any{"table": "public.audit_log", "cache": "never"},
-			map[string]any{"table": "public.board", "ttl": "300ms"},
-			map[string]any{"query": "(?i)^select .* from reports", "ttl": "60s"},
+	// Without the change stream, TTLs alone bound writes made behind
+	// sqlcache's back, which is what this test watches.
+	pg, sc := startCache(t, map[string]any{
+		"cache": map[string]any{
+			"rules": []any{
+				map[string]any{"table": "public.audit_log", "cache": "never"},
+				map[string]any{"table": "public.board", "ttl": "300ms"},
+				map[string]any{"query": "(?i)^select .* from reports", "ttl": "60s"},
+			},
 		},
-	}})
+		"invalidation": map[string]any{"postgres": map[string]any{"mode": "none"}},
+	})
 	pg.Exec(t, `CREATE TABLE audit_log (v int)`)
 	pg.Exec(t, `CREATE TABLE board (v int)`)
 	pg.Exec(t, `CREATE TABLE reports (v int)`)
@@ -256,6 +261,7 @@ func TestStampede(t *testing.T) {
 	pg.Exec(t, `CREATE TABLE hot (v int)`)
 	pg.Exec(t, `INSERT INTO hot VALUES (7)`)
 	pg.Exec(t, `CREATE FUNCTION slow_id(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.5); RETURN $1; END $$`)
+	waitApplied(t, sc)
 	const n = 8
 	conns := make([]*pgx.Conn, n)
 	for i := range conns {
@@ -283,6 +289,6 @@ func TestStampede(t *testing.T) {
 	misses := metricValue(t, sc, "sqlcache_cache_misses_total")
 	waits := metricValue(t, sc, "sqlcache_cache_stampede_waits_total")
 	if misses > 2 || waits < n-2 {
-		t.Errorf("misses = %v, stampede waits = %v; want about 1 and %d", misses, waits, n-1)
+		t.Errorf("misses = %v, stampede waits = %v; want about 1 and %d\n%s", misses, waits, n-1, cacheMetrics(t, sc))
 	}
 }

@@ -186,15 +186,7 @@ func StartSqlcache(t testing.TB, cfg SqlcacheConfig) *Sqlcache {
 	if cfg.Backend == "" {
 		t.Fatalf("StartSqlcache: SqlcacheConfig.Backend is required")
 	}
-	if cfg.ListenAddr == "" {
-		cfg.ListenAddr = freeAddr(t)
-	}
-	if cfg.AdminAddr == "" {
-		cfg.AdminAddr = freeAddr(t)
-	}
-	if cfg.BackendTLSMode == "" {
-		cfg.BackendTLSMode = "disable"
-	}
+	cfg = withDefaults(t, cfg)
 	s := &Sqlcache{
 		Addr:       cfg.ListenAddr,
 		AdminAddr:  cfg.AdminAddr,
@@ -225,6 +217,20 @@ func StartSqlcache(t testing.TB, cfg SqlcacheConfig) *Sqlcache {
 		t.Fatalf("sqlcache: %v (output below)", err)
 	}
 	return s
+}
+
+// withDefaults fills in free addresses and the backend TLS mode.
+func withDefaults(t testing.TB, cfg SqlcacheConfig) SqlcacheConfig {
+	if cfg.ListenAddr == "" {
+		cfg.ListenAddr = freeAddr(t)
+	}
+	if cfg.AdminAddr == "" {
+		cfg.AdminAddr = freeAddr(t)
+	}
+	if cfg.BackendTLSMode == "" {
+		cfg.BackendTLSMode = "disable"
+	}
+	return cfg
 }
 
 func writeSqlcacheConfig(t testing.TB, cfg SqlcacheConfig) string {

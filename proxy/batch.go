@@ -304,7 +304,7 @@ func (s *session) track(typ byte, body []byte) {
 			// Not knowing what runs, assume it may change anything.
 			s.cur.invalidateAll = true
 		} else {
-			s.cur.classify((*st.plan).analysis)
+			s.cur.classify(*st.plan)
 		}
 		s.mu.Unlock()
 	case pgwire.MsgClose:

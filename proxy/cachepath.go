@@ -44,30 +44,36 @@ func (s *session) query(msg pgwire.Message) error {
 	if err := s.forwardBatch(); err != nil {
 		return err
 	}
-	r := &request{}
+	var held **plan
+	var fill *fillState
 	if !msg.Streamed() {
 		if sql, err := pgwire.QueryBody(msg.Body); err == nil {
-			held := s.sqlPlan(sql)
-			p := *held
-			r.classify(p.analysis)
-			if p.analysis.Candidate {
+			held = s.sqlPlan(sql)
+			if (*held).analysis.Candidate {
 				s.keyBuf = s.appendKeyPrefix(s.keyBuf[:0], 'Q')
 				s.keyBuf = cachepolicy.AppendKey(s.keyBuf, sql)
-				hit, fill := s.lookup(held, s.keyBuf, nil)
-				if hit {
+				var hit bool
+				if hit, fill = s.lookup(held, s.keyBuf, nil); hit {
 					return nil
 				}
-				r.fill = fill
-			}
-			if p.analysis.Statements > 0 {
-				// A simple Query destroys the unnamed statement.
-				delete(s.stmts, "")
 			}
 		}
 	}
+	r := &request{fill: fill}
+	if held != nil {
+		// After the lookup, which may have decided the plan.
+		r.classify(*held)
+		if (*held).analysis.Statements > 0 {
+			// A simple Query destroys the unnamed statement.
+			delete(s.stmts, "")
+		}
+	} else {
+		// A query too large to look into (or malformed) may do anything.
+		r.invalidateAll, r.mayWrite = true, true
+	}
 	if !s.push(r) {
-		if r.fill != nil {
-			s.p.store.Abort(r.fill.f)
+		if fill != nil {
+			s.p.store.Abort(fill.f)
 		}
 		return errHandled
 	}
@@ -127,31 +133,76 @@ func (s *session) lookup(held **plan, key []byte, prefix []byte) (bool, *fillSta
 		m.bypasses.WithLabelValues("uncacheable").Inc()
 		return false, nil
 	}
+	if why := s.streamFresh(); why != "" {
+		m.bypasses.WithLabelValues(why).Inc()
+		return false, nil
+	}
 	store := s.p.store
-	if v := store.Get(key); v != nil {
-		m.hits.Inc()
-		return s.answer(prefix, v), nil
-	}
-	if wait := store.Wait(key); wait != nil {
-		// Another session is fetching this very answer: wait for it
-		// rather than ask the backend twice.
-		select {
-		case <-wait:
-		case <-time.After(fillWaitLimit):
-		}
-		if v := store.Get(key); v != nil {
-			m.hits.Inc()
-			m.stampedeWaits.Inc()
-			return s.answer(prefix, v), nil
-		}
-	}
-	m.misses.Inc()
 	label := p.sql
 	if len(label) > 200 {
 		label = label[:200]
 	}
-	f := store.Begin(key, label, s.db, p.decision.Tables, p.decision.TTL)
-	return false, &fillState{f: f, max: s.p.maxEntryBytes, begun: time.Now()}
+	for waited := false; ; waited = true {
+		if v := store.Get(key); v != nil {
+			m.hits.Inc()
+			if waited {
+				m.stampedeWaits.Inc()
+			}
+			return s.answer(prefix, v), nil
+		}
+		f := store.Begin(key, label, s.db, p.decision.Tables, p.decision.TTL)
+		if !f.Leader() && !waited {
+			// Another session is fetching this very answer: wait for
+			// it rather than ask the backend twice.
+			store.Abort(f)
+			if wait := store.Wait(key); wait != nil {
+				select {
+				case <-wait:
+				case <-time.After(fillWaitLimit):
+				}
+			}
+			continue
+		}
+		m.misses.Inc()
+		return false, &fillState{f: f, max: s.p.maxEntryBytes, begun: time.Now()}
+	}
+}
+
+// streamFresh checks that the database's change stream is connected and
+// current enough to serve from the cache, waiting (boundedly) for it to
+// catch up with this session's own last write. It returns why not, or "".
+func (s *session) streamFresh() string {
+	if s.p.streams == nil {
+		return ""
+	}
+	if s.stream == nil {
+		return "stream_down"
+	}
+	fresh := s.stream.FreshAsOf()
+	if fresh.IsZero() {
+		return "stream_down"
+	}
+	s.mu.Lock()
+	after := s.rywAfter
+	s.mu.Unlock()
+	if !after.IsZero() && fresh.Before(after) {
+		ctx, cancel := context.WithTimeout(context.Background(), s.p.maxLag)
+		ok := s.stream.WaitFresh(ctx, after)
+		cancel()
+		if !ok {
+			return "stream_behind_own_write"
+		}
+		s.mu.Lock()
+		if s.rywAfter.Equal(after) {
+			s.rywAfter = time.Time{}
+		}
+		s.mu.Unlock()
+		return ""
+	}
+	if time.Since(fresh) > s.p.maxLag {
+		return "stream_lag"
+	}
+	return ""
 }
 
 // fillWaitLimit bounds how long a miss waits for another session's fill of

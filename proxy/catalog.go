@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 	"log/slog"
 	"sync"
 	"time"
@@ -417,3 +419,22 @@ func lookupFunctions(ctx context.Context, conn *pgx.Conn, names []string, funcs 
 // lookupTimeout bounds one planning lookup; a statement whose facts cannot
 // be had in time is relayed uncached.
 const lookupTimeout = 5 * time.Second
+
+// serviceDSNFor returns the service connection string with its database
+// replaced by db ("" keeps it).
+func serviceDSNFor(dsn, db string) (string, error) {
+	if db == "" {
+		return dsn, nil
+	}
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return "", fmt.Errorf("postgres.service_dsn: %w", err)
+		}
+		u.Path = "/" + db
+		return u.String(), nil
+	}
+	// In key=value form a later key wins.
+	quoted := strings.ReplaceAll(strings.ReplaceAll(db, `\`, `\\`), `'`, `\'`)
+	return dsn + " dbname='" + quoted + "'", nil
+}

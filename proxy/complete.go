@@ -36,9 +36,19 @@ func (s *session) invalidate(r *request, txEnded bool) {
 			m.invalidationEvents.WithLabelValues("write").Inc()
 		}
 	}
+	if r != nil {
+		s.mu.Lock()
+		s.txMayWrite = s.txMayWrite || r.mayWrite
+		s.mu.Unlock()
+	}
 	if txEnded {
+		if s.txMayWrite {
+			s.mu.Lock()
+			s.rywAfter = time.Now()
+			s.mu.Unlock()
+		}
 		clear(s.txWrites)
-		s.txAll = false
+		s.txAll, s.txMayWrite = false, false
 		return
 	}
 	for _, t := range writes {

@@ -73,6 +73,9 @@ type Config struct {
 	// Cache configures the query cache.
 	Cache CacheConfig
 
+	// Invalidation configures change-stream invalidation.
+	Invalidation InvalidationConfig
+
 	// Logger receives the proxy's logs. If nil, logs are discarded.
 	Logger *slog.Logger
 }
@@ -123,6 +126,18 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.Cache.PlanRefresh <= 0 {
 		out.Cache.PlanRefresh = 30 * time.Second
+	}
+	if out.Invalidation.Mode == "" {
+		out.Invalidation.Mode = InvalidationLogical
+	}
+	if out.Invalidation.MaxLag <= 0 {
+		out.Invalidation.MaxLag = time.Second
+	}
+	if out.Invalidation.Publication == "" {
+		out.Invalidation.Publication = "sqlcache"
+	}
+	if out.Invalidation.Heartbeat <= 0 {
+		out.Invalidation.Heartbeat = min(out.Invalidation.MaxLag/4, 100*time.Millisecond)
 	}
 	if out.Logger == nil {
 		out.Logger = slog.New(slog.DiscardHandler)

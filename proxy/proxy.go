@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/sqlcache/sqlcache/proxy/internal/cache"
 )
 
@@ -41,6 +43,8 @@ type Proxy struct {
 	cacheEnabled  bool
 	maxEntryBytes int
 	backendKey    []byte // the backend address, in every key
+	streams       *streams // nil when invalidation mode is none
+	maxLag        time.Duration
 
 	closeOnce sync.Once
 	closeCh   chan struct{} // closed by Shutdown/Close: stops background work
@@ -90,6 +94,18 @@ func New(cfg Config) (*Proxy, error) {
 	if c.Cache.Enabled && c.ServiceDSN == "" {
 		p.log.Warn("cache.enabled is true but postgres.service_dsn is empty: sqlcache cannot look up the catalog, so nothing will be cached")
 	}
+	switch c.Invalidation.Mode {
+	case InvalidationLogical:
+		p.streams = newStreams(p, c.Invalidation)
+		p.maxLag = c.Invalidation.MaxLag
+		p.metrics.reg.MustRegister(newStreamCollector(p.streams))
+	case InvalidationNone:
+		if c.Cache.Enabled {
+			p.log.Warn("invalidation.postgres.mode is none: writes that do not pass through this sqlcache (other services, other proxies, triggers, cascades) are NOT seen; cached answers can be stale for up to their TTL")
+		}
+	default:
+		return nil, fmt.Errorf("proxy: Config.Invalidation.Mode: unknown mode %q (want logical or none)", c.Invalidation.Mode)
+	}
 	p.bg.Add(1)
 	go p.refreshPlans(c.Cache.PlanRefresh)
 	return p, nil
@@ -118,6 +134,9 @@ func (p *Proxy) stopBackground() {
 		close(p.closeCh)
 		p.bg.Wait()
 		p.catalog.close()
+		if p.streams != nil {
+			p.streams.close()
+		}
 	})
 }
 
@@ -132,6 +151,13 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	}
 	p.listeners[ln] = struct{}{}
 	p.mu.Unlock()
+	if p.streams != nil && p.cacheEnabled && p.cfg.ServiceDSN != "" {
+		// Start following the service login's own database now, so it is
+		// fresh before the first client arrives.
+		if cfg, err := pgconn.ParseConfig(p.cfg.ServiceDSN); err == nil {
+			p.streams.get(cfg.Database)
+		}
+	}
 	defer func() {
 		p.mu.Lock()
 		delete(p.listeners, ln)

@@ -26,6 +26,10 @@ type request struct {
 	// unparsed: (mu) a statement sqlcache's parser could not read; if the
 	// backend ran it, it may have changed anything.
 	unparsed bool
+	// mayWrite: (mu) something in the request may have written, directly
+	// or through functions and triggers: after it commits, this session
+	// reads the cache only once the change stream has caught up with it.
+	mayWrite bool
 	effects  []cachepolicy.SessionEffect // (mu) session changes, applied at ReadyForQuery
 
 	fill *fillState // capturing the answer for the cache, or nil
@@ -35,9 +39,12 @@ type request struct {
 
 // classify adds what a statement does to r. The caller holds s.mu if r is
 // queued.
-func (r *request) classify(a *cachepolicy.Analysis) {
+func (r *request) classify(p *plan) {
+	a := p.analysis
 	r.writes = append(r.writes, a.Writes...)
 	r.unparsed = r.unparsed || a.ParseError != nil
+	// A SELECT whose functions were found cacheable cannot write.
+	r.mayWrite = r.mayWrite || mayWrite(a) && !(p.decided && p.decision.Cacheable)
 	r.invalidateAll = r.invalidateAll || a.InvalidateAll
 	r.catalogChange = r.catalogChange || a.CatalogChange
 	r.effects = append(r.effects, a.Session...)
@@ -91,4 +98,17 @@ func (f *fillState) capture(typ byte, raw []byte) {
 func (f *fillState) abort() {
 	f.aborted = true
 	f.buf = nil
+}
+
+// mayWrite reports whether a statement can change data, allowing for
+// functions and triggers: anything but a function-free SELECT and pure
+// session statements (SET, RESET, DISCARD).
+func mayWrite(a *cachepolicy.Analysis) bool {
+	switch {
+	case len(a.Writes) > 0 || a.InvalidateAll || a.ParseError != nil:
+		return true
+	case a.Candidate:
+		return len(a.Functions) > 0
+	}
+	return a.Statements > 0 && len(a.Session) == 0
 }

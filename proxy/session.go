@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sqlcache/sqlcache/invalidator/pglogical"
 	"github.com/sqlcache/sqlcache/wire/pgwire"
 )
 
@@ -56,6 +57,11 @@ type session struct {
 	queue    []*request // sent, not yet answered by ReadyForQuery
 	txStatus pgwire.TxStatus
 	state    *sessionState
+	// rywAfter: the session committed something that may have written;
+	// its next cache hit waits until the change stream has applied
+	// everything committed before this time (effects of triggers and
+	// cascades included).
+	rywAfter time.Time
 	draining bool // close as soon as idle
 	closed   bool // connections are being closed on purpose
 
@@ -67,8 +73,11 @@ type session struct {
 	keyBuf  []byte
 	cur     *request // the extended batch being relayed, until its Sync
 
+	stream *pglogical.Stream // the database's change stream; nil without one
+
 	// Backend loop only.
 	sawFatal bool
+	txMayWrite bool // the open transaction ran something that may write
 	txWrites map[string]struct{} // tables written in the open transaction
 	txAll    bool                // the open transaction may have changed anything
 
@@ -99,6 +108,9 @@ func (s *session) run() error {
 		s.state.parameterStatus(kv[0], kv[1])
 	}
 	s.db = s.state.startup["database"]
+	if s.p.streams != nil && s.p.cacheEnabled {
+		s.stream = s.p.streams.get(s.db)
+	}
 	done := make(chan error, 1)
 	go func() { done <- s.backendLoop() }()
 	err := s.clientLoop()

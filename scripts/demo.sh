@@ -46,17 +46,23 @@ url="postgresql://postgres@127.0.0.1:$port/postgres?sslmode=disable"
 run() { echo "--> $1"; psql "$url" -X -v ON_ERROR_STOP=1 -c "$1"; }
 echo "==> queries through sqlcache ($url)"
 run "CREATE TABLE demo_scores AS SELECT 'player' || g AS player, ((g::bigint * 7919) % 100000)::int AS score FROM generate_series(1, 300000) g"
+run "ALTER TABLE demo_scores ADD PRIMARY KEY (player)"
 leaderboard="SELECT player, score FROM demo_scores ORDER BY score DESC, player LIMIT 3"
 echo "==> the same leaderboard query three times in one session: the first goes to PostgreSQL, the others come from the cache"
 psql "$url" -X -v ON_ERROR_STOP=1 -c '\timing on' -c "$leaderboard" -c "$leaderboard" -c "$leaderboard" | grep -E 'Time|player[0-9]' | head -n 12
 echo "==> a write through sqlcache invalidates the cached answer at once"
 run "UPDATE demo_scores SET score = 1000000 WHERE player = 'player1'"
 run "$leaderboard"
+echo "==> a write straight to PostgreSQL, behind sqlcache's back, reaches it through the change stream"
+direct="postgresql://postgres@127.0.0.1:$pgport/postgres?sslmode=disable"
+psql "$direct" -X -q -v ON_ERROR_STOP=1 -c "UPDATE demo_scores SET score = 2000000 WHERE player = 'player2'"
+sleep 0.5
+run "$leaderboard"
 echo "==> why it was cached (sqlcache explain)"
 "$bin" explain --config "$tmp/sqlcache.yaml" "$leaderboard"
 "$bin" explain --config "$tmp/sqlcache.yaml" "SELECT now()"
 echo "==> what sqlcache counted (http://127.0.0.1:$admin/metrics)"
-curl -fsS "http://127.0.0.1:$admin/metrics" | grep -E '^sqlcache_(cache_hits_total|cache_misses_total|cache_entries|cache_invalidations_total|queries_total)'
+curl -fsS "http://127.0.0.1:$admin/metrics" | grep -E '^sqlcache_(cache_hits_total|cache_misses_total|cache_entries|cache_invalidations_total|queries_total|stream_connected|stream_lag_seconds)'
 
 echo
 echo "Connect yourself: psql '$url'"

@@ -44,6 +44,13 @@ var defaults = map[string]any{
 	"cache.max_entry_bytes":        "1MiB",
 	"cache.default_ttl":            "0s",
 	"cache.rules":                  []any{},
+
+	"invalidation.postgres.mode":               "logical",
+	"invalidation.postgres.max_lag":            "1s",
+	"invalidation.postgres.publication":        "sqlcache",
+	"invalidation.postgres.create_publication": true,
+	"invalidation.postgres.slot":               "",
+	"invalidation.postgres.startup_check":      "warn",
 }
 
 // maxMessageLimit is the largest postgres.max_message_bytes accepted: the
@@ -58,6 +65,9 @@ type config struct {
 	LogLevel        slog.Level
 	LogFormat       string
 	ShutdownTimeout time.Duration
+	// StartupCheckFail: exit when change streaming cannot work, rather
+	// than warn (invalidation.postgres.startup_check).
+	StartupCheckFail bool
 }
 
 // configError is a problem with the configuration; the process exits 2.
@@ -143,6 +153,14 @@ func parseConfig(v *viper.Viper) (*config, error) {
 		DefaultTTL:    g.duration("cache.default_ttl", 0),
 		Rules:         g.rules("cache.rules"),
 	}
+	c.Proxy.Invalidation = proxy.InvalidationConfig{
+		Mode:              proxy.InvalidationMode(g.oneOf("invalidation.postgres.mode", "logical", "none")),
+		MaxLag:            g.duration("invalidation.postgres.max_lag", time.Millisecond),
+		Publication:       g.str("invalidation.postgres.publication"),
+		CreatePublication: g.boolean("invalidation.postgres.create_publication"),
+		Slot:              g.str("invalidation.postgres.slot"),
+	}
+	c.StartupCheckFail = g.oneOf("invalidation.postgres.startup_check", "warn", "fail") == "fail"
 	if c.Proxy.Cache.MaxEntryBytes > c.Proxy.Cache.MaxBytes/2 {
 		g.fail("cache.max_entry_bytes", fmt.Errorf("must be at most half of cache.max_bytes"))
 	}

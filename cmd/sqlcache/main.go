@@ -138,6 +138,9 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	if err := checkInvalidation(ctx, p, cfg, log); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("postgres.listen: %w", err)}
@@ -180,6 +183,26 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) error {
 	return nil
 }
 
+// checkInvalidation tries change streaming once at startup: a problem is
+// an error with invalidation.postgres.startup_check: fail, else a warning
+// (the database is then served without the cache until it is fixed).
+func checkInvalidation(ctx context.Context, p *proxy.Proxy, cfg *config, log *slog.Logger) error {
+	if !cfg.Proxy.Cache.Enabled || cfg.Proxy.Invalidation.Mode == proxy.InvalidationNone {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	err := p.CheckInvalidation(cctx)
+	switch {
+	case err == nil:
+		return nil
+	case cfg.StartupCheckFail:
+		return &exitError{code: 1, err: fmt.Errorf("change stream (invalidation.postgres.startup_check is fail): %w", err)}
+	}
+	log.Warn("change stream cannot run yet; databases are served without the cache until it can", "err", err)
+	return nil
+}
+
 func newCheckCmd(stdout io.Writer) *cobra.Command {
 	v := newViper()
 	cmd := &cobra.Command{
@@ -216,6 +239,12 @@ postgres.service_dsn is set, logs in with it. Exit status: 0 all good,
 			}
 			conn.Close(ctx)
 			fmt.Fprintln(stdout, "postgres.service_dsn: login ok")
+		}
+		if cfg.Proxy.Cache.Enabled && cfg.Proxy.Invalidation.Mode == proxy.InvalidationLogical {
+			if err := p.CheckInvalidation(ctx); err != nil {
+				return &exitError{code: 1, err: fmt.Errorf("change stream: %w", err)}
+			}
+			fmt.Fprintln(stdout, "change stream: ok")
 		}
 		return nil
 	}

@@ -1,0 +1,5 @@
+-- A write to the hot set (the mixed workload's 5%). Through sqlcache it
+-- invalidates every cached answer that read pgbench_accounts.
+\set aid random(1, 10000)
+\set delta random(-5000, 5000)
+UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;

@@ -1,0 +1,40 @@
+package invalidator
+
+import "strconv"
+
+// Change is one table-level change from a committed transaction.
+type Change struct {
+	Schema string
+	// Table is the relation's name (relname). With
+	// publish_via_partition_root, a partition's changes come as the root's.
+	Table string
+	Kind  ChangeKind
+	// Pos is the LSN of the commit, or of the Relation message for Schema.
+	Pos uint64
+}
+
+// ChangeKind says what happened to a table.
+type ChangeKind int
+
+const (
+	// Data is an INSERT, UPDATE or DELETE of some rows (including those
+	// made by triggers and foreign-key cascades).
+	Data ChangeKind = iota
+	// Truncate is a TRUNCATE of the whole table.
+	Truncate
+	// Schema is a changed definition: a Relation message showed other
+	// columns, column types or name than before for the same table.
+	Schema
+)
+
+func (k ChangeKind) String() string {
+	switch k {
+	case Data:
+		return "Data"
+	case Truncate:
+		return "Truncate"
+	case Schema:
+		return "Schema"
+	}
+	return "ChangeKind(" + strconv.Itoa(int(k)) + ")"
+}
