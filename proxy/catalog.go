@@ -3,9 +3,9 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
-	"log/slog"
 	"sync"
 	"time"
 

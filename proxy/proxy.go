@@ -42,7 +42,7 @@ type Proxy struct {
 	planner       *planner
 	cacheEnabled  bool
 	maxEntryBytes int
-	backendKey    []byte // the backend address, in every key
+	backendKey    []byte   // the backend address, in every key
 	streams       *streams // nil when invalidation mode is none
 	maxLag        time.Duration
 

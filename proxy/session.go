@@ -76,10 +76,10 @@ type session struct {
 	stream *pglogical.Stream // the database's change stream; nil without one
 
 	// Backend loop only.
-	sawFatal bool
-	txMayWrite bool // the open transaction ran something that may write
-	txWrites map[string]struct{} // tables written in the open transaction
-	txAll    bool                // the open transaction may have changed anything
+	sawFatal   bool
+	txMayWrite bool                // the open transaction ran something that may write
+	txWrites   map[string]struct{} // tables written in the open transaction
+	txAll      bool                // the open transaction may have changed anything
 
 	nToBackend int // bytes since the last metrics update; client loop only
 	nToClient  int // guarded by wmu
