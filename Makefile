@@ -35,7 +35,7 @@ demo: build
 
 bench:
 	@$(MAKE) --no-print-directory build
-	$(GO) run ./bench/cmd/sqlbench -duration 2s -warmup 1s -rounds 3 -memory-timeout 100s $(BENCH_FLAGS)
+	$(GO) run ./bench/cmd/sqlbench -duration 2s -warmup 1s -rounds 3 -memory-timeout 120s $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin

@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/google/go-cmp v0.7.0
+	github.com/jackc/pglogrepl v0.0.0-20251213150135-2e8d0df862c1
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/spf13/cobra v1.10.2
@@ -11,10 +12,7 @@ require (
 	go.yaml.in/yaml/v3 v3.0.5
 )
 
-require (
-	github.com/jackc/pgio v1.0.0 // indirect
-	github.com/jackc/pglogrepl v0.0.0-20251213150135-2e8d0df862c1 // indirect
-)
+require github.com/jackc/pgio v1.0.0 // indirect
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

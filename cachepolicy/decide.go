@@ -12,11 +12,14 @@ import (
 type RelInfo struct {
 	Schema string
 	Name   string
-	Kind   byte     // pg_class.relkind: 'r' table, 'p' partitioned, 'v' view, 'm' matview, 'f' foreign, 'S' sequence, 'c' composite, 't' toast, 'i'/'I' index
-	System bool     // in pg_catalog, information_schema or pg_toast
-	Temp   bool     // relpersistence 't'
-	Root   string   // relname of the topmost partitioned ancestor when this is a partition, else ""
-	Base   []string // for a view: relnames it reads, transitively through other views
+	Kind   byte // pg_class.relkind: 'r' table, 'p' partitioned, 'v' view, 'm' matview, 'f' foreign, 'S' sequence, 'c' composite, 't' toast, 'i'/'I' index
+	System bool // in pg_catalog, information_schema or pg_toast
+	Temp   bool // relpersistence 't'
+	// Unlogged: relpersistence 'u'. Its changes, like a materialized
+	// view's REFRESH, never reach the logical replication stream.
+	Unlogged bool
+	Root     string   // relname of the topmost partitioned ancestor when this is a partition, else ""
+	Base     []string // for a view: relnames it reads, transitively through other views
 }
 
 // FuncInfo is what the catalog says about one function of a name.

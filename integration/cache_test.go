@@ -448,6 +448,8 @@ func TestCacheDependencies(t *testing.T) {
 		`CREATE TABLE parts_lo PARTITION OF parts FOR VALUES FROM (0) TO (100)`,
 		`CREATE TABLE parts_hi PARTITION OF parts FOR VALUES FROM (100) TO (200)`,
 		`INSERT INTO parts VALUES (1, 'lo'), (150, 'hi')`,
+		`CREATE MATERIALIZED VIEW mv AS SELECT id FROM base`,
+		`CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY)`,
 	} {
 		pg.Exec(t, stmt)
 	}
@@ -496,6 +498,9 @@ func TestCacheDependencies(t *testing.T) {
 		{`SELECT count(*) FROM base WHERE at < CURRENT_TIMESTAMP`, "cacheable: no"},
 		{`SELECT count(*) FROM base WHERE at < 'now'`, "cacheable: no"},
 		{`SELECT count(*) FROM pg_class`, "cacheable: no"},
+		// Neither a REFRESH nor an unlogged write reaches the stream.
+		{`SELECT count(*) FROM mv`, "REFRESH is not in the change stream"},
+		{`SELECT count(*) FROM scratch`, "unlogged table scratch"},
 	} {
 		out, code := RunSqlcache(t, "explain", "--config", sc.ConfigFile, tc.sql)
 		if code != 0 || !strings.Contains(out, tc.want) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -21,6 +22,7 @@ import (
 //	GET  /cache                         cache statistics and top entries (JSON)
 //	POST /cache/invalidate?database=d&table=t   drop entries (all of d without table; everything without both)
 //	GET  /explain?database=d&sql=…      the cache decision for a statement (JSON)
+//	GET  /debug/pprof/…                 Go profiles
 func (p *Proxy) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.metrics.reg, promhttp.HandlerOpts{}))
@@ -37,6 +39,9 @@ func (p *Proxy) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /cache", p.serveCache)
 	mux.HandleFunc("POST /cache/invalidate", p.serveInvalidate)
 	mux.HandleFunc("GET /explain", p.serveExplain)
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

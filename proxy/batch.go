@@ -84,7 +84,7 @@ func (s *session) batchFlush(msg pgwire.Message) error {
 func (s *session) batchSync(msg pgwire.Message) error {
 	s.batch.add(msg.Raw)
 	var fill *fillState
-	if !s.batch.open {
+	if !s.batch.open && s.p.cacheEnabled {
 		hit, f := s.tryBatch()
 		if !hit && f == nil {
 			hit, f = s.tryDescribe()
@@ -280,6 +280,9 @@ func (s *session) reparseUnnamed() bool {
 // track follows the statement and portal lifecycle and classifies what
 // each Execute runs into the current request.
 func (s *session) track(typ byte, body []byte) {
+	if !s.p.cacheEnabled {
+		return
+	}
 	switch typ {
 	case pgwire.MsgParse:
 		p, err := pgwire.ParseParse(body)
@@ -322,6 +325,9 @@ func (s *session) track(typ byte, body []byte) {
 
 // trackUnknown records a message too large to look into.
 func (s *session) trackUnknown(typ byte) {
+	if !s.p.cacheEnabled {
+		return
+	}
 	switch typ {
 	case pgwire.MsgParse:
 		// Which statement it replaced is unknown: forget them all, so a

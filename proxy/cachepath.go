@@ -46,6 +46,14 @@ func (s *session) query(msg pgwire.Message) error {
 	}
 	var held **plan
 	var fill *fillState
+	if !s.p.cacheEnabled {
+		// Nothing cached, nothing to invalidate: relay as is.
+		if !s.push(&request{}) {
+			return errHandled
+		}
+		s.nToBackend += msg.Len + 5
+		return s.relay(s.bw, s.cr, msg)
+	}
 	if !msg.Streamed() {
 		if sql, err := pgwire.QueryBody(msg.Body); err == nil {
 			held = s.sqlPlan(sql)

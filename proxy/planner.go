@@ -31,11 +31,17 @@ type planner struct {
 	catalog    *catalog
 	rules      []cachepolicy.Rule
 	defaultTTL time.Duration
+	// streamed: invalidation follows the change stream, which never
+	// carries some changes; answers depending on them need a TTL rule.
+	streamed bool
 
 	mu     sync.Mutex // protects epochs
 	epochs map[string]*atomic.Uint64
 
 	plans *lru.Cache[planKey, *plan] // safe for concurrent use
+	// shapes holds one candidate analysis per query shape, so that texts
+	// differing only in constants are not parsed in full again.
+	shapes *lru.Cache[uint64, *cachepolicy.Analysis]
 }
 
 type planKey struct{ db, sql string }
@@ -46,7 +52,8 @@ const planCacheSize = 20000
 
 func newPlanner(c *catalog, rules []cachepolicy.Rule, defaultTTL time.Duration) *planner {
 	plans, _ := lru.New[planKey, *plan](planCacheSize)
-	return &planner{catalog: c, rules: rules, defaultTTL: defaultTTL, epochs: make(map[string]*atomic.Uint64), plans: plans}
+	shapes, _ := lru.New[uint64, *cachepolicy.Analysis](planCacheSize)
+	return &planner{catalog: c, rules: rules, defaultTTL: defaultTTL, epochs: make(map[string]*atomic.Uint64), plans: plans, shapes: shapes}
 }
 
 // epoch returns the counter that invalidates a database's decisions when
@@ -80,9 +87,26 @@ func (pl *planner) analyze(db, sql string) *plan {
 	if p, ok := pl.plans.Get(planKey{db, sql}); ok {
 		return p
 	}
-	p := &plan{sql: sql, analysis: cachepolicy.Analyze(sql)}
+	p := &plan{sql: sql, analysis: pl.analysis(sql)}
 	pl.plans.Add(planKey{db, sql}, p)
 	return p
+}
+
+// analysis analyzes sql, reusing the analysis of a text of the same shape
+// where the policy allows.
+func (pl *planner) analysis(sql string) *cachepolicy.Analysis {
+	shape, err := cachepolicy.Shape(sql)
+	if err != nil {
+		return cachepolicy.Analyze(sql)
+	}
+	if a, ok := pl.shapes.Get(shape); ok && cachepolicy.ReusableFor(a, sql) {
+		return a
+	}
+	a := cachepolicy.Analyze(sql)
+	if cachepolicy.ReusableFor(a, sql) {
+		pl.shapes.Add(shape, a)
+	}
+	return a
 }
 
 // decide returns p with a current cache decision, looking the catalog up
@@ -112,6 +136,9 @@ func (pl *planner) decide(ctx context.Context, db string, p *plan) *plan {
 		np.decision = cachepolicy.Decision{Reason: viewReason, Rule: -1}
 	default:
 		np.decision = cachepolicy.Decide(withViews(a, facts), p.sql, facts, pl.rules, pl.defaultTTL)
+		if why := pl.unstreamed(np.decision, facts); why != "" {
+			np.decision = cachepolicy.Decision{Reason: why, Rule: -1}
+		}
 	}
 	pl.plans.Add(planKey{db, p.sql}, np)
 	return np
@@ -149,4 +176,25 @@ func withViews(a *cachepolicy.Analysis, f cachepolicy.Facts) *cachepolicy.Analys
 	c.Relations = append(slices.Clone(a.Relations), rels...)
 	c.Functions = append(slices.Clone(a.Functions), funcs...)
 	return &c
+}
+
+// unstreamed returns why a cacheable decision must be refused when the
+// change stream is what keeps answers current: a materialized view's
+// REFRESH and writes to unlogged tables never reach it, so such answers
+// are cached only under a rule that bounds them with a TTL.
+func (pl *planner) unstreamed(d cachepolicy.Decision, f cachepolicy.Facts) string {
+	if !pl.streamed || !d.Cacheable || d.Rule >= 0 && d.TTL > 0 {
+		return ""
+	}
+	for _, t := range d.Tables {
+		for _, ri := range f.Relations[t] {
+			switch {
+			case ri.Kind == 'm':
+				return "materialized view " + ri.Name + ": REFRESH is not in the change stream (give it a TTL rule)"
+			case ri.Unlogged:
+				return "unlogged table " + ri.Name + ": its writes are not in the change stream (give it a TTL rule)"
+			}
+		}
+	}
+	return ""
 }

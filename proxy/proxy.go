@@ -97,6 +97,7 @@ func New(cfg Config) (*Proxy, error) {
 	switch c.Invalidation.Mode {
 	case InvalidationLogical:
 		p.streams = newStreams(p, c.Invalidation)
+		p.planner.streamed = true
 		p.maxLag = c.Invalidation.MaxLag
 		p.metrics.reg.MustRegister(newStreamCollector(p.streams))
 	case InvalidationNone:

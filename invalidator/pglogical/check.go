@@ -45,7 +45,7 @@ func Check(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer closeConn(conn)
 	if err := checkWALLevel(ctx, conn); err != nil {
 		return err
 	}
@@ -80,7 +80,7 @@ func Check(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("heartbeat connection: %w", err)
 	}
-	defer hb.Close(context.WithoutCancel(ctx))
+	defer closeConn(hb)
 	if _, _, err := queryRow(ctx, hb, "SELECT pg_catalog.pg_current_wal_insert_lsn()", 1); err != nil {
 		return fmt.Errorf("heartbeat connection: %w", err)
 	}

@@ -246,12 +246,19 @@ func (r *replication) reached(t0 time.Time) {
 // tick is the periodic heartbeat: start one, or if some are pending, ask
 // the walsender again (and after a while nudge the server to flush).
 func (r *replication) tick() error {
-	if since := time.Since(r.lastRecv); since > silenceLimit {
+	since := time.Since(r.lastRecv)
+	if since > silenceLimit {
 		return fmt.Errorf("replication: nothing from the server for %v", since.Round(time.Second))
 	}
 	oldest, ok := r.track.oldest()
 	if !ok {
 		r.request(beatMeasure)
+		if since > silenceLimit/4 {
+			// An idle server may owe us nothing while heartbeats are
+			// answered without it: ask for a keepalive so that
+			// silence keeps meaning a dead connection.
+			return r.sendStatus(true)
+		}
 		return nil
 	}
 	if !oldest.t0.Equal(r.nudged) && time.Since(oldest.t0) >= nudgeAfter && r.request(beatNudge) {

@@ -233,6 +233,34 @@ func TestReplicationSilence(t *testing.T) {
 	}
 }
 
+// TestReplicationIdleAsksForKeepalive: on an idle server heartbeats are
+// answered without the walsender, so before silence could be mistaken for
+// a dead connection the stream asks the walsender for a keepalive.
+func TestReplicationIdleAsksForKeepalive(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		silent time.Duration
+		want   bool
+	}{
+		{"recent", time.Second, false},
+		{"quiet", silenceLimit/4 + time.Second, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestStream(nil)
+			defer s.cancel()
+			asked := false
+			r := &replication{s: s, beats: make(chan beatKind, 1), lastRecv: time.Now().Add(-tt.silent),
+				send: func(_ uint64, reply bool) error { asked = asked || reply; return nil }}
+			if err := r.tick(); err != nil {
+				t.Fatal(err)
+			}
+			if asked != tt.want {
+				t.Errorf("asked for a keepalive = %v after %v of silence; want %v", asked, tt.silent, tt.want)
+			}
+		})
+	}
+}
+
 // TestReplicationHeartbeatError: a failed heartbeat is reported in Status
 // until the stream is fresh again.
 func TestReplicationHeartbeatError(t *testing.T) {

@@ -172,22 +172,8 @@ func run(ctx context.Context, o options, args []string) (err error) {
 // benchmark starts the servers and runs the workloads and the memory
 // measurement, filling rep.
 func benchmark(ctx context.Context, e *env, o options, rep *report) error {
-	ports, err := freePorts(1)
+	pgPort, err := setupPostgres(ctx, e, o.scale)
 	if err != nil {
-		return err
-	}
-	pgPort := ports[0]
-	fmt.Printf("==> starting PostgreSQL on 127.0.0.1:%d, pgbench -i -s %d (temp dir %s)\n", pgPort, o.scale, e.dir)
-	if _, err := e.startPostgres(ctx, pgPort); err != nil {
-		return err
-	}
-	if err := e.pgbenchInit(ctx, pgPort, o.scale); err != nil {
-		return err
-	}
-	// sqlcache's change stream needs a publication FOR ALL TABLES, which
-	// PostgreSQL refuses while a table that gets updated or deleted from
-	// lacks a replica identity; pgbench_history has no primary key.
-	if err := execSQL(ctx, pgPort, benchDB, "ALTER TABLE pgbench_history REPLICA IDENTITY FULL"); err != nil {
 		return err
 	}
 	fmt.Println("==> starting the targets")
@@ -209,6 +195,27 @@ func benchmark(ctx context.Context, e *env, o options, rep *report) error {
 		rep.mem, err = measureMemory(ctx, e, o, pgPort)
 	}
 	return err
+}
+
+// setupPostgres starts the throwaway PostgreSQL on a free port and fills
+// database bench with pgbench -i; it returns the port.
+func setupPostgres(ctx context.Context, e *env, scale int) (int, error) {
+	ports, err := freePorts(1)
+	if err != nil {
+		return 0, err
+	}
+	pgPort := ports[0]
+	fmt.Printf("==> starting PostgreSQL on 127.0.0.1:%d, pgbench -i -s %d (temp dir %s)\n", pgPort, scale, e.dir)
+	if _, err := e.startPostgres(ctx, pgPort); err != nil {
+		return 0, err
+	}
+	if err := e.pgbenchInit(ctx, pgPort, scale); err != nil {
+		return 0, err
+	}
+	// sqlcache's change stream needs a publication FOR ALL TABLES, which
+	// PostgreSQL refuses while a table that gets updated or deleted from
+	// lacks a replica identity; pgbench_history has no primary key.
+	return pgPort, execSQL(ctx, pgPort, benchDB, "ALTER TABLE pgbench_history REPLICA IDENTITY FULL")
 }
 
 // save writes <date>-<commit>.md/.svg and latest.md/.svg to dir.

@@ -98,15 +98,20 @@ func (rep *report) writeText(w io.Writer) {
 		for _, f := range failures {
 			fmt.Fprintln(w, f)
 		}
+		if n := resetNote(rep.rows[wl.name]); n != "" {
+			fmt.Fprintln(w, "  "+n)
+		}
 	}
 	for _, n := range rep.notes() {
 		fmt.Fprintf(w, "\nNote: %s\n", n)
 	}
 	if rep.mem != nil {
 		fmt.Fprintln(w, "\nMemory")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		for _, kv := range rep.mem.lines() {
-			fmt.Fprintf(w, "  %-44s %s\n", kv[0], kv[1])
+			fmt.Fprintf(tw, "  %s\t%s\n", kv[0], kv[1])
 		}
+		tw.Flush()
 	}
 }
 
@@ -121,6 +126,9 @@ func (rep *report) writeMarkdown(w io.Writer, chart string) {
 	for _, wl := range rep.workloads {
 		fmt.Fprintf(w, "\n## %s\n\n`pgbench %s`\n\n", wl.title, wl.commandLine(rep.opts))
 		writeMarkdownTable(w, tableHeader, rep.rowCells(wl.name))
+		if n := resetNote(rep.rows[wl.name]); n != "" {
+			fmt.Fprintf(w, "\n%s\n", n)
+		}
 	}
 	if rep.mem != nil {
 		fmt.Fprintf(w, "\n## Memory: %d small distinct entries through sqlcache\n\n", rep.mem.wanted)
@@ -168,6 +176,18 @@ func (rep *report) notes() []string {
 	return ns
 }
 
+// resetNote says when sqlcache's change stream was reset during the
+// measured runs: each reset drops the database's cached answers.
+func resetNote(rows []row) string {
+	for _, r := range rows {
+		if r.resets > 0 {
+			return fmt.Sprintf("%s: its change stream was reset %.0f times during the measured runs "+
+				"(each reset drops the database's cached answers).", r.target, r.resets)
+		}
+	}
+	return ""
+}
+
 // rowCells returns the table cells of a workload's rows.
 func (rep *report) rowCells(workload string) [][]string {
 	var cells [][]string
@@ -196,7 +216,9 @@ func writeMarkdownTable(w io.Writer, header []string, rows [][]string) {
 
 // memoryNote explains the memory figures.
 const memoryNote = `RSS is VmRSS of the sqlcache process from /proc before and after the
-fill (a fresh instance with cache.max_bytes 4GiB, so nothing is evicted).
+fill (a fresh instance with cache.max_bytes 4GiB, so nothing is evicted,
+and invalidation.postgres.mode none, so nothing but the fill changes the
+cache).
 The payload is the answer bytes relayed to the clients while filling, as
 sqlcache_relayed_bytes_total{direction="to_client"} counts them, per
 filled entry times the entries still cached: what a cache has to keep at

@@ -16,13 +16,15 @@ type sample struct {
 	p99Ms    float64
 	hitRatio float64 // NaN when unknown or nothing cacheable ran
 	invalPS  float64 // sqlcache invalidating events per second; NaN otherwise
+	resets   float64 // sqlcache change-stream resets during the run
 	err      error
 }
 
 // cacheCounters is a cache's counters at one moment.
 type cacheCounters struct {
 	hits, misses, invalidations float64
-	known                       bool // false: no cache or not readable
+	resets                      float64 // sqlcache_stream_resets_total
+	known                       bool    // false: no cache or not readable
 }
 
 // runner runs every workload against every target.
@@ -125,6 +127,7 @@ func (r *runner) measureOnce(ctx context.Context, w workload, t *target, round i
 	after := r.counters(ctx, t)
 	s.tps, s.avgMs, s.p99Ms = out.tps, out.avgMs, out.p99Ms
 	s.hitRatio, s.invalPS = cacheFigures(before, after, elapsed, t.name == tSqlcache)
+	s.resets = after.resets - before.resets
 	return s, ctx.Err()
 }
 
@@ -151,7 +154,7 @@ func (r *runner) counters(ctx context.Context, t *target) cacheCounters {
 			return cacheCounters{}
 		}
 		return cacheCounters{hits: m["sqlcache_cache_hits_total"], misses: m["sqlcache_cache_misses_total"],
-			invalidations: m["sqlcache_cache_invalidations_total"], known: true}
+			invalidations: m["sqlcache_cache_invalidations_total"], resets: m["sqlcache_stream_resets_total"], known: true}
 	case tPgpool:
 		hits, selects, err := pgpoolCache(ctx, t.port)
 		if err != nil {

@@ -15,8 +15,9 @@ type row struct {
 	p99Ms    float64
 	hitRatio float64
 	invalPS  float64
-	runs     int // successful measured runs
-	errs     int // failed measured runs
+	resets   float64 // sqlcache change-stream resets over its measured runs
+	runs     int     // successful measured runs
+	errs     int     // failed measured runs
 }
 
 // summarize turns one workload's samples into rows, one per target in
@@ -51,6 +52,7 @@ func summarizeTarget(name string, ss []sample, direct map[int]float64) row {
 			continue
 		}
 		r.runs++
+		r.resets += s.resets
 		tps, avg, p99 = append(tps, s.tps), append(avg, s.avgMs), append(p99, s.p99Ms)
 		hit, inval = append(hit, s.hitRatio), append(inval, s.invalPS)
 		if d, ok := direct[s.round]; ok && d > 0 {

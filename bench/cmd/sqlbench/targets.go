@@ -84,7 +84,7 @@ func (e *env) startTarget(ctx context.Context, name string, pgPort int, sqlcache
 	case tMemory:
 		t.admin = fmt.Sprintf("127.0.0.1:%d", ports[1])
 		t.proc, err = e.startSqlcache(name, sqlcacheBin, sqlcacheConfig{
-			port: t.port, admin: t.admin, pgPort: pgPort, cache: true, maxBytes: "4GiB",
+			port: t.port, admin: t.admin, pgPort: pgPort, cache: true, maxBytes: "4GiB", invalidation: "none",
 		})
 	case tPgbouncer:
 		t.proc, err = e.startPgbouncer(t.port, pgPort)
@@ -159,6 +159,9 @@ type sqlcacheConfig struct {
 	admin        string
 	cache        bool
 	maxBytes     string // cache.max_bytes; empty for the default
+	// invalidation is invalidation.postgres.mode; empty for the default
+	// (logical: the change stream).
+	invalidation string
 }
 
 // startSqlcache writes a config file and starts bin/sqlcache serve.
@@ -166,6 +169,9 @@ func (e *env) startSqlcache(name, bin string, c sqlcacheConfig) (*proc, error) {
 	cacheConf := fmt.Sprintf("{enabled: %t}", c.cache)
 	if c.maxBytes != "" {
 		cacheConf = fmt.Sprintf("{enabled: %t, max_bytes: %s}", c.cache, c.maxBytes)
+	}
+	if c.invalidation != "" {
+		cacheConf += fmt.Sprintf("\ninvalidation:\n  postgres: {mode: %s}", c.invalidation)
 	}
 	conf := fmt.Sprintf(`postgres:
   listen: "127.0.0.1:%d"

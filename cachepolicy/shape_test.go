@@ -1,0 +1,53 @@
+package cachepolicy_test
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sqlcache/sqlcache/cachepolicy"
+)
+
+func TestShapeReuse(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		a, b      string
+		sameShape bool
+		reusable  bool
+	}{
+		{"constants differ", `SELECT abalance FROM pgbench_accounts WHERE aid = 1`, `SELECT abalance FROM pgbench_accounts WHERE aid = 99`, true, true},
+		{"limit differs", `SELECT * FROM t ORDER BY v LIMIT 10`, `SELECT * FROM t ORDER BY v LIMIT 20`, true, true},
+		{"table differs", `SELECT v FROM a WHERE id = 1`, `SELECT v FROM b WHERE id = 1`, false, true},
+		{"function differs", `SELECT lower(v) FROM t`, `SELECT upper(v) FROM t`, false, true},
+		{"clock literal", `SELECT v FROM t WHERE at < '2024-01-01'`, `SELECT v FROM t WHERE at < 'now'`, true, false},
+		{"clock word in text", `SELECT v FROM t WHERE name = 'a'`, `SELECT v FROM t WHERE name = 'Today'`, true, false},
+		{"explain analyze option", `EXPLAIN (ANALYZE false) DELETE FROM t`, `EXPLAIN (ANALYZE true) DELETE FROM t`, false, false},
+		{"set value", `SET search_path = a`, `SET search_path = b`, true, false},
+		{"write", `UPDATE t SET v = 1`, `UPDATE t SET v = 2`, true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fa, err := cachepolicy.Shape(tt.a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fb, err := cachepolicy.Shape(tt.b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (fa == fb) != tt.sameShape {
+				t.Fatalf("same shape = %v; want %v", fa == fb, tt.sameShape)
+			}
+			a := cachepolicy.Analyze(tt.a)
+			got := cachepolicy.ReusableFor(a, tt.b)
+			if got != tt.reusable {
+				t.Fatalf("ReusableFor = %v; want %v", got, tt.reusable)
+			}
+			if got && tt.sameShape {
+				// Reuse must give exactly what analyzing b would.
+				if diff := cmp.Diff(cachepolicy.Analyze(tt.b), a); diff != "" {
+					t.Errorf("reused analysis differs (-fresh +reused):\n%s", diff)
+				}
+			}
+		})
+	}
+}
