@@ -257,12 +257,15 @@ func TestReadYourWrites(t *testing.T) {
 }
 
 func rywWorker(ctx context.Context, sc *Sqlcache, id, rounds int) error {
-	a, err := pgx.Connect(ctx, sc.URL("app", "", "postgres"))
+	// Commits flush their WAL at once (the test server's default is
+	// synchronous_commit=off), so the change stream, which a writer's next
+	// hit waits for, sees them without waiting for the WAL writer.
+	a, err := pgx.Connect(ctx, sc.URL("app", "", "postgres", "synchronous_commit=on"))
 	if err != nil {
 		return err
 	}
 	defer a.Close(context.Background())
-	b, err := pgx.Connect(ctx, sc.URL("app", "", "postgres", "default_query_exec_mode=simple_protocol"))
+	b, err := pgx.Connect(ctx, sc.URL("app", "", "postgres", "default_query_exec_mode=simple_protocol", "synchronous_commit=on"))
 	if err != nil {
 		return err
 	}

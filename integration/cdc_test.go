@@ -249,7 +249,7 @@ func TestStalenessBound(t *testing.T) {
 		t.Error("no cache hits: the run proves nothing")
 	}
 	t.Run("writer_through_sqlcache", func(t *testing.T) {
-		own := ownWrites(t, pg, sc, 20*time.Second)
+		own := ownWrites(t, pg, sc, 15*time.Second)
 		if own != 0 {
 			t.Errorf("the writing session read %d of its own writes stale", own)
 		}
@@ -277,7 +277,7 @@ func ownWrites(t *testing.T, pg *Postgres, sc *Sqlcache, d time.Duration) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := pgx.Connect(context.Background(), sc.URL("postgres", "", "postgres"))
+			c, err := pgx.Connect(context.Background(), sc.URL("postgres", "", "postgres", "synchronous_commit=on"))
 			if err != nil {
 				t.Error(err)
 				return
