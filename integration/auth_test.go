@@ -29,8 +29,8 @@ func TestAuth(t *testing.T) {
 			continue
 		}
 		t.Run(r.Auth+"/"+r.User+"/wrong_password", func(t *testing.T) {
-			want := loginError(t, pg.URL(r.User, "wrong", "postgres"))
-			got := loginError(t, sc.URL(r.User, "wrong", "postgres"))
+			want := loginErrorAny(t, pg.URL(r.User, "wrong", "postgres"))
+			got := loginErrorAny(t, sc.URL(r.User, "wrong", "postgres"))
 			if !strings.Contains(got, "28P01") || !strings.Contains(got, `password authentication failed for user "`+r.User+`"`) {
 				t.Errorf("through sqlcache: %s; want the backend's 28P01 error", got)
 			}
@@ -40,18 +40,6 @@ func TestAuth(t *testing.T) {
 			}
 		})
 	}
-}
-
-func loginError(t *testing.T, url string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err == nil {
-		conn.Close(ctx)
-		t.Fatalf("login with a wrong password succeeded: %s", url)
-	}
-	return err.Error()
 }
 
 // TestClientTLS terminates client TLS at the proxy: sslmode=require and
