@@ -111,7 +111,17 @@ INSERT INTO nokey VALUES (1);
 		if !s.WaitFresh(ctx, committed) {
 			t.Fatalf("not fresh after the TRUNCATE: %+v", s.Status())
 		}
-		if got := rec.since(mark); len(got) != 0 {
+		// Only changes of the partitioned table count: a late Apply of an
+		// earlier subtest's table may land after the mark.
+		var got []invalidator.Change
+		for _, batch := range rec.since(mark) {
+			for _, c := range batch {
+				if c.Table == "parted" || c.Table == "parted_1" {
+					got = append(got, c)
+				}
+			}
+		}
+		if len(got) != 0 {
 			t.Errorf("TRUNCATE of a partition now arrives as %v: update the documentation of this limit", got)
 		}
 	})
