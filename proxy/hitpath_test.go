@@ -123,29 +123,35 @@ func BenchmarkHitSimple(b *testing.B) {
 	}
 }
 
-// BenchmarkHitPrepared measures a cache hit for Bind/Execute/Sync on a
-// named prepared statement (pgbench -M prepared, pgx).
-func BenchmarkHitPrepared(b *testing.B) {
-	c, _ := pipeSession(b, hitSQL)
+// preparedHit prepares hitSQL as a named statement and fills the cache
+// with one Bind/[Describe]/Execute/Sync; it returns what a hit needs.
+func preparedHit(tb testing.TB, describe bool) (net.Conn, *pgwire.Reader, []byte, *Proxy) {
+	c, p := pipeSession(tb, hitSQL)
 	r := pgwire.NewReader(c, 0)
-	roundTrip(b, c, r, encode(b, &pgproto3.Parse{Name: "s1", Query: hitSQL}, &pgproto3.Sync{}))
-	req := encode(b, &pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte("7")}},
-		&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
-	roundTrip(b, c, r, req) // miss, fills
+	roundTrip(tb, c, r, encode(tb, &pgproto3.Parse{Name: "s1", Query: hitSQL}, &pgproto3.Sync{}))
+	msgs := []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte("7")}}}
+	if describe {
+		msgs = append(msgs, &pgproto3.Describe{ObjectType: 'P'})
+	}
+	req := encode(tb, append(msgs, &pgproto3.Execute{}, &pgproto3.Sync{})...)
+	roundTrip(tb, c, r, req) // miss, fills
+	return c, r, req, p
+}
+
+// BenchmarkHitPrepared measures a cache hit for Bind/Describe/Execute/Sync
+// on a named prepared statement (pgbench -M prepared).
+func BenchmarkHitPrepared(b *testing.B) {
+	c, r, req, _ := preparedHit(b, true)
 	b.ReportAllocs()
 	for b.Loop() {
 		roundTrip(b, c, r, req)
 	}
 }
 
-// TestHitPathAllocations: a hit allocates nothing.
+// TestHitPathAllocations: a hit (Bind/Execute/Sync, as pgx sends) allocates
+// nothing.
 func TestHitPathAllocations(t *testing.T) {
-	c, p := pipeSession(t, hitSQL)
-	r := pgwire.NewReader(c, 0)
-	roundTrip(t, c, r, encode(t, &pgproto3.Parse{Name: "s1", Query: hitSQL}, &pgproto3.Sync{}))
-	req := encode(t, &pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte("7")}},
-		&pgproto3.Execute{}, &pgproto3.Sync{})
-	roundTrip(t, c, r, req)
+	c, r, req, p := preparedHit(t, false)
 	before := counterValue(p.metrics.hits)
 	if n := testing.AllocsPerRun(200, func() { roundTrip(t, c, r, req) }); n > 0 {
 		t.Errorf("%v allocations per hit; want 0", n)
