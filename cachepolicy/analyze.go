@@ -43,6 +43,9 @@ type Analysis struct {
 	// REVOKE, REFRESH, policies, rules, triggers) and with InvalidateAll:
 	// catalog facts cached for the database are stale.
 	CatalogChange bool
+	// Calls are the functions any of the statements calls (last name
+	// element), sorted, deduplicated: code a write may run.
+	Calls []string
 
 	// Session side, in statement order.
 	Session []SessionEffect
@@ -83,12 +86,14 @@ func Analyze(sql string) *Analysis {
 			first = s
 		}
 		a.changes(stmt, s.dml)
+		a.Calls = append(a.Calls, s.funcs...)
 		a.Session = append(a.Session, sessionEffects(stmt)...)
 		for _, fc := range s.setConfig {
 			a.Session = append(a.Session, setConfigEffect(fc))
 		}
 	}
 	a.Writes = sortedUnique(a.Writes)
+	a.Calls = sortedUnique(a.Calls)
 	a.read(stmts, first)
 	return a
 }

@@ -18,6 +18,11 @@ type RelInfo struct {
 	// Unlogged: relpersistence 'u'. Its changes, like a materialized
 	// view's REFRESH, never reach the logical replication stream.
 	Unlogged bool
+	// RunsCode: a write to it may run code that writes elsewhere:
+	// triggers (foreign-key actions among them), rules, row security
+	// policies, or column defaults and constraints that call user-defined
+	// functions.
+	RunsCode bool
 	Root     string   // relname of the topmost partitioned ancestor when this is a partition, else ""
 	Base     []string // for a view: relnames it reads, transitively through other views
 }
@@ -90,6 +95,44 @@ func Decide(a *Analysis, sql string, f Facts, rules []Rule, defaultTTL time.Dura
 		d.TTL = r.TTL
 	}
 	return d
+}
+
+// WritesOnlyNamed reports whether running a's statements can change no
+// data but rows of the relations a.Writes names: plain DML on ordinary
+// tables that run no code of their own (RunsCode), have no inheritance
+// children, and statements that call only built-in functions. f must
+// describe a.Writes and a.Calls. When it holds, invalidating a.Writes is
+// the whole of what the statements did; otherwise only the change stream
+// can tell what else changed.
+func WritesOnlyNamed(a *Analysis, f Facts) bool {
+	if a.ParseError != nil || a.InvalidateAll || a.CatalogChange || len(a.Writes) == 0 {
+		return false
+	}
+	for _, name := range a.Calls {
+		fs := f.Functions[name]
+		if len(fs) == 0 {
+			return false
+		}
+		for _, fi := range fs {
+			if !fi.BuiltIn {
+				return false
+			}
+		}
+	}
+	for _, name := range a.Writes {
+		infos := f.Relations[name]
+		if len(infos) == 0 {
+			return false
+		}
+		for _, ri := range infos {
+			// A table's Base is its family; a partition's holds only its
+			// ancestors, anything else may have children a write reaches.
+			if ri.Kind != 'r' || ri.RunsCode || len(ri.Base) > 0 && ri.Root == "" {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func notCacheable(reason string) Decision {

@@ -29,6 +29,10 @@ var testFacts = cachepolicy.Facts{
 		"remote":      {{Schema: "public", Name: "remote", Kind: 'f'}},
 		"ctype":       {{Schema: "public", Name: "ctype", Kind: 'c'}},
 		"w":           {{Schema: "public", Name: "w", Kind: 'r'}},
+		"audited":     {{Schema: "public", Name: "audited", Kind: 'r', RunsCode: true}},
+		"parent":      {{Schema: "public", Name: "parent", Kind: 'r', Base: []string{"child"}}},
+		"child":       {{Schema: "public", Name: "child", Kind: 'r', Base: []string{"parent"}}},
+		"v_users":     {{Schema: "public", Name: "v_users", Kind: 'v', Base: []string{"users"}}},
 		"empty":       {},
 		"pg_locks":    {{Schema: "pg_catalog", Name: "pg_locks", Kind: 'v', System: true}},
 		"v_locks":     {{Schema: "public", Name: "v_locks", Kind: 'v', Base: []string{"pg_locks"}}},
@@ -168,5 +172,37 @@ func TestDecideKeepsFacts(t *testing.T) {
 	}
 	if got := base[:cap(base)][1]; got != "" {
 		t.Errorf("Base's spare capacity was written: %q", got)
+	}
+}
+
+func TestWritesOnlyNamed(t *testing.T) {
+	for _, tc := range []struct {
+		sql  string
+		want bool
+	}{
+		{`UPDATE users SET name = 'x' WHERE id = 1`, true},
+		{`INSERT INTO users VALUES (1, lower('X')) ON CONFLICT (id) DO UPDATE SET name = excluded.name`, true},
+		{`DELETE FROM orders WHERE id IN (SELECT id FROM w)`, true},
+		{`UPDATE users SET seen = now()`, true},
+		{`WITH d AS (DELETE FROM w RETURNING *) INSERT INTO users SELECT * FROM d`, true},
+		{`UPDATE events_2024 SET n = 1`, true},             // a partition: no children
+		{`UPDATE users SET name = my_stable(name)`, false}, // user code may write anywhere
+		{`UPDATE users SET n = over(1)`, false},            // one of the overloads is user code
+		{`UPDATE users SET n = nosuch(1)`, false},
+		{`UPDATE audited SET n = 1`, false}, // triggers
+		{`UPDATE events SET n = 1`, false},  // partitioned: rows land in partitions
+		{`UPDATE parent SET n = 1`, false},  // inheritance children
+		{`UPDATE v_users SET n = 1`, false}, // a view writes its base
+		{`UPDATE missing SET n = 1`, false},
+		{`TRUNCATE users`, true},
+		{`ALTER TABLE users ADD COLUMN z int`, false},
+		{`CALL p()`, false},
+		{`SELECT 1`, false},
+		{`UPDATE users SET`, false},
+	} {
+		a := cachepolicy.Analyze(tc.sql)
+		if got := cachepolicy.WritesOnlyNamed(a, testFacts); got != tc.want {
+			t.Errorf("WritesOnlyNamed(%q) = %t, want %t", tc.sql, got, tc.want)
+		}
 	}
 }

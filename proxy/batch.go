@@ -302,6 +302,9 @@ func (s *session) track(typ byte, body []byte) {
 	case pgwire.MsgExecute:
 		portal, _, err := pgwire.ParseExecute(body)
 		st := s.portals[string(portal)]
+		if err == nil && st != nil {
+			s.decideWrites(st.plan)
+		}
 		s.mu.Lock()
 		if err != nil || st == nil {
 			// Not knowing what runs, assume it may change anything.

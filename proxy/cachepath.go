@@ -70,6 +70,7 @@ func (s *session) query(msg pgwire.Message) error {
 	r := &request{fill: fill}
 	if held != nil {
 		// After the lookup, which may have decided the plan.
+		s.decideWrites(held)
 		r.classify(*held)
 		if (*held).analysis.Statements > 0 {
 			// A simple Query destroys the unnamed statement.
@@ -90,6 +91,17 @@ func (s *session) query(msg pgwire.Message) error {
 	}
 	s.nToBackend += msg.Len + 5
 	return nil
+}
+
+// decideWrites judges a statement that writes, once per plan, on whether
+// invalidating the tables it names is all it takes: if so the session's
+// next read need not wait for the change stream. Only the change stream
+// makes the question worth a catalog lookup.
+func (s *session) decideWrites(held **plan) {
+	if s.stream == nil || len((*held).analysis.Writes) == 0 {
+		return
+	}
+	*held = s.p.planner.decide(context.Background(), s.db, *held)
 }
 
 // appendKeyPrefix appends what every key of this session starts with: the
@@ -194,6 +206,7 @@ func (s *session) streamFresh() string {
 	after := s.rywAfter
 	s.mu.Unlock()
 	if !after.IsZero() && fresh.Before(after) {
+		s.p.metrics.ownWriteWaits.Inc()
 		ctx, cancel := context.WithTimeout(context.Background(), s.p.maxLag)
 		ok := s.stream.WaitFresh(ctx, after)
 		cancel()

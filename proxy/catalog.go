@@ -217,7 +217,7 @@ func (d *dbCatalog) lookupViews(ctx context.Context, conn *pgx.Conn, views map[u
 	for rows.Next() {
 		var b baseRow
 		var kind string
-		if err := rows.Scan(&b.view, &b.base.Name, &b.base.Schema, &kind, &b.base.Temp, &b.base.Unlogged, &b.base.System, &b.base.Root, &b.family, &b.oid); err != nil {
+		if err := rows.Scan(&b.view, &b.base.Name, &b.base.Schema, &kind, &b.base.Temp, &b.base.Unlogged, &b.base.System, &b.base.RunsCode, &b.base.Root, &b.family, &b.oid); err != nil {
 			rows.Close()
 			return fmt.Errorf("catalog view dependencies: %w", err)
 		}
@@ -315,12 +315,20 @@ func (c *catalog) connect(ctx context.Context, d *dbCatalog, db string) (*pgx.Co
 }
 
 // relColumns are the columns that describe a relation c in n, after its name
-// and schema: kind, temporary, unlogged, system, partition root, and its family: its
+// and schema: kind, temporary, unlogged, system, whether a write to it may
+// run code (cachepolicy.RelInfo.RunsCode), partition root, and its family: its
 // partitions or inheritance children and its ancestors, transitively.
 // Reading a parent reads its children's rows, and a write through a parent
 // may change a child's, so an answer depends on the whole family.
 const relColumns = `c.relkind::text, c.relpersistence = 't', c.relpersistence = 'u',
        n.nspname IN ('pg_catalog', 'information_schema') OR n.nspname LIKE 'pg\_toast%',
+       c.relhastriggers OR c.relhasrules OR c.relrowsecurity OR EXISTS (
+         SELECT FROM pg_depend d
+         WHERE d.refclassid = 'pg_proc'::regclass AND d.refobjid >= 16384
+           AND (d.classid = 'pg_attrdef'::regclass
+                  AND d.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid = c.oid)
+                OR d.classid = 'pg_constraint'::regclass
+                  AND d.objid IN (SELECT oid FROM pg_constraint WHERE conrelid = c.oid))),
        coalesce((SELECT r.relname FROM pg_class r
                  WHERE c.relispartition AND r.oid = pg_partition_root(c.oid)), ''),
        ARRAY(WITH RECURSIVE
@@ -372,7 +380,7 @@ func lookupRelations(ctx context.Context, conn *pgx.Conn, names []string, rels m
 		var ri cachepolicy.RelInfo
 		var kind string
 		var oid uint32
-		if err := rows.Scan(&ri.Name, &ri.Schema, &kind, &ri.Temp, &ri.Unlogged, &ri.System, &ri.Root, &ri.Base, &oid); err != nil {
+		if err := rows.Scan(&ri.Name, &ri.Schema, &kind, &ri.Temp, &ri.Unlogged, &ri.System, &ri.RunsCode, &ri.Root, &ri.Base, &oid); err != nil {
 			return nil, fmt.Errorf("catalog relations: %w", err)
 		}
 		ri.Kind = kind[0]

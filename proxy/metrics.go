@@ -30,6 +30,7 @@ type metrics struct {
 	misses             prometheus.Counter
 	bypasses           *prometheus.CounterVec // by reason
 	stampedeWaits      prometheus.Counter
+	ownWriteWaits      prometheus.Counter
 	invalidations      *prometheus.CounterVec // entries removed, by cause
 	invalidationEvents *prometheus.CounterVec // invalidating events, by cause
 	evictions          *prometheus.CounterVec // by reason
@@ -90,6 +91,10 @@ func newMetrics() *metrics {
 		Name: "sqlcache_cache_stampede_waits_total",
 		Help: "Misses answered by waiting for another session's fill of the same key.",
 	})
+	m.ownWriteWaits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sqlcache_cache_own_write_waits_total",
+		Help: "Cache reads that first waited for the change stream to apply what the session's own earlier writes may have changed beyond the tables they name (triggers, rules, user functions).",
+	})
 	m.invalidations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sqlcache_cache_invalidated_entries_total",
 		Help: "Cached entries dropped by invalidation, by cause: write, unclassified, admin.",
@@ -111,7 +116,7 @@ func newMetrics() *metrics {
 		Name: "sqlcache_cache_fills_dropped_total",
 		Help: "Complete answers not stored, by reason (invalidated during fill, too large).",
 	}, []string{"reason"})
-	m.reg.MustRegister(m.hits, m.misses, m.bypasses, m.stampedeWaits, m.invalidations,
+	m.reg.MustRegister(m.hits, m.misses, m.bypasses, m.stampedeWaits, m.ownWriteWaits, m.invalidations,
 		m.invalidationEvents, m.evictions, m.fillLatency, m.fillsDropped)
 	m.bytesToBackend = m.bytes.WithLabelValues("to_backend")
 	m.bytesToClient = m.bytes.WithLabelValues("to_client")

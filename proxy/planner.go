@@ -23,7 +23,10 @@ type plan struct {
 	// are ever decided).
 	decided  bool
 	decision cachepolicy.Decision
-	epoch    uint64 // the database's catalog epoch when decided
+	// writesOnly: (decided) the statements write, and change nothing but
+	// the relations they name (cachepolicy.WritesOnlyNamed).
+	writesOnly bool
+	epoch      uint64 // the database's catalog epoch when decided
 }
 
 // planner builds and caches plans per database.
@@ -119,13 +122,21 @@ func (pl *planner) decide(ctx context.Context, db string, p *plan) *plan {
 	}
 	a := p.analysis
 	np := &plan{sql: p.sql, analysis: a, decided: true, epoch: cur}
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
 	if !a.Candidate {
 		np.decision = cachepolicy.Decision{Reason: a.Reason, Rule: -1}
+		if len(a.Writes) > 0 && !a.InvalidateAll && !a.CatalogChange {
+			facts, _, err := pl.catalog.facts(ctx, db, cur, writeSide(a))
+			if err != nil {
+				// Not stored: the next statement tries again.
+				return np
+			}
+			np.writesOnly = cachepolicy.WritesOnlyNamed(a, facts)
+		}
 		pl.plans.Add(planKey{db, p.sql}, np)
 		return np
 	}
-	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	defer cancel()
 	facts, viewReason, err := pl.catalog.facts(ctx, db, cur, a)
 	switch {
 	case err != nil:
@@ -142,6 +153,16 @@ func (pl *planner) decide(ctx context.Context, db string, p *plan) *plan {
 	}
 	pl.plans.Add(planKey{db, p.sql}, np)
 	return np
+}
+
+// writeSide returns what the catalog must be asked about a's writes: the
+// relations it writes and the functions it calls.
+func writeSide(a *cachepolicy.Analysis) *cachepolicy.Analysis {
+	w := &cachepolicy.Analysis{Functions: a.Calls}
+	for _, name := range a.Writes {
+		w.Relations = append(w.Relations, cachepolicy.RelRef{Name: name})
+	}
+	return w
 }
 
 // withViews returns a copy of a that also reads the relations behind its

@@ -43,8 +43,10 @@ func (r *request) classify(p *plan) {
 	a := p.analysis
 	r.writes = append(r.writes, a.Writes...)
 	r.unparsed = r.unparsed || a.ParseError != nil
-	// A SELECT whose functions were found cacheable cannot write.
-	r.mayWrite = r.mayWrite || mayWrite(a) && !(p.decided && p.decision.Cacheable)
+	// A SELECT whose functions were found cacheable cannot write, and
+	// writes that change nothing but the tables named are invalidated
+	// here, with no need to wait for the change stream.
+	r.mayWrite = r.mayWrite || mayWrite(a) && !(p.decided && (p.decision.Cacheable || p.writesOnly))
 	r.invalidateAll = r.invalidateAll || a.InvalidateAll
 	r.catalogChange = r.catalogChange || a.CatalogChange
 	r.effects = append(r.effects, a.Session...)

@@ -32,6 +32,7 @@ type options struct {
 	memEntries       int
 	memTimeout       time.Duration
 	bin              string // sqlcache binary
+	pglimit          string // pglimit binary; empty: no pglimit target
 	scripts          string // pgbench scripts
 	results          string // where results go
 }
@@ -78,6 +79,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.memEntries, "memory-entries", 1_000_000, "distinct small entries to cache for -memory")
 	fs.DurationVar(&o.memTimeout, "memory-timeout", 90*time.Second, "stop filling the cache after this long")
 	fs.StringVar(&o.bin, "sqlcache", "bin/sqlcache", "sqlcache binary (make build)")
+	fs.StringVar(&o.pglimit, "pglimit", "", "pglimit binary (../shared/tools/pglimit, built); adds the target pglimit for your own side-by-side runs")
 	fs.StringVar(&o.scripts, "scripts", "bench/scripts", "directory of the pgbench scripts")
 	fs.StringVar(&o.results, "results", "bench/results", "directory for the results")
 	if err := fs.Parse(args); err != nil {
@@ -90,7 +92,11 @@ func parseFlags(args []string) (options, error) {
 	if o.workloads, err = pickList("workloads", workloads, allWorkloads); err != nil {
 		return o, err
 	}
-	if o.targets, err = pickList("targets", targets, allTargets); err != nil {
+	choices := allTargets
+	if o.pglimit != "" {
+		choices = append(slices.Clone(allTargets), tPglimit)
+	}
+	if o.targets, err = pickList("targets", targets, choices); err != nil {
 		return o, err
 	}
 	return o, o.check()
@@ -177,7 +183,7 @@ func benchmark(ctx context.Context, e *env, o options, rep *report) error {
 		return err
 	}
 	fmt.Println("==> starting the targets")
-	if rep.targets, err = e.startTargets(ctx, o.targets, pgPort, o.bin); err != nil {
+	if rep.targets, err = e.startTargets(ctx, o.targets, pgPort, o); err != nil {
 		return err
 	}
 	if rep.workloads, err = workloadsFor(o.workloads, o.scripts); err != nil {

@@ -43,7 +43,7 @@ func measureMemory(ctx context.Context, e *env, o options, pgPort int) (*memResu
 		m.err = err
 		return m, ctx.Err()
 	}
-	t, err := e.startTarget(ctx, tMemory, pgPort, o.bin)
+	t, err := e.startTarget(ctx, tMemory, pgPort, o)
 	if err != nil {
 		m.err = err
 		return m, ctx.Err()

@@ -17,6 +17,10 @@ const (
 	tNoCache   = "sqlcache-nocache"
 	tPgbouncer = "pgbouncer"
 	tPgpool    = "pgpool"
+	// tPglimit is ../shared/tools/pglimit, the ceiling for a caching
+	// proxy on this machine; only when -pglimit names its binary, never
+	// by default.
+	tPglimit = "pglimit"
 	// tMemory is the memory measurement's own sqlcache, not a target of
 	// the workloads.
 	tMemory = "sqlcache-memory"
@@ -31,6 +35,7 @@ var targetInfo = map[string]string{
 	tNoCache:   "sqlcache, cache off (relay only)",
 	tPgbouncer: "PgBouncer, session pooling",
 	tPgpool:    "pgpool-II, in-memory query cache (shmem)",
+	tPglimit:   "pglimit: replays replies by exact request bytes, no safety (the ceiling)",
 }
 
 // target is something pgbench connects to.
@@ -48,10 +53,10 @@ func (t *target) up() bool { return t.failed == "" }
 
 // startTargets starts the chosen targets in front of Postgres on pgPort. A
 // target that fails to start is returned with its reason, not dropped.
-func (e *env) startTargets(ctx context.Context, names []string, pgPort int, sqlcacheBin string) ([]*target, error) {
+func (e *env) startTargets(ctx context.Context, names []string, pgPort int, o options) ([]*target, error) {
 	var ts []*target
 	for _, name := range names {
-		t, err := e.startTarget(ctx, name, pgPort, sqlcacheBin)
+		t, err := e.startTarget(ctx, name, pgPort, o)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -67,7 +72,8 @@ func (e *env) startTargets(ctx context.Context, names []string, pgPort int, sqlc
 }
 
 // startTarget starts one target and checks that it answers SELECT 1.
-func (e *env) startTarget(ctx context.Context, name string, pgPort int, sqlcacheBin string) (*target, error) {
+func (e *env) startTarget(ctx context.Context, name string, pgPort int, o options) (*target, error) {
+	sqlcacheBin := o.bin
 	ports, err := freePorts(2)
 	if err != nil {
 		return &target{name: name}, err
@@ -90,6 +96,9 @@ func (e *env) startTarget(ctx context.Context, name string, pgPort int, sqlcache
 		t.proc, err = e.startPgbouncer(t.port, pgPort)
 	case tPgpool:
 		t.proc, err = e.startPgpool(t.port, ports[1], pgPort)
+	case tPglimit:
+		t.proc, err = e.start(name, nil, syscall.SIGTERM, o.pglimit,
+			"-listen", fmt.Sprintf("127.0.0.1:%d", t.port), "-backend", fmt.Sprintf("127.0.0.1:%d", pgPort))
 	default:
 		return t, fmt.Errorf("unknown target %q", name)
 	}

@@ -1,0 +1,89 @@
+package integration
+
+import (
+	"testing"
+)
+
+// TestOwnWritesWait: after a session writes through sqlcache, its next
+// cached read waits for the change stream only when the write may have
+// changed more than the tables it names (triggers, foreign-key actions,
+// column defaults or expressions calling user functions), and in every
+// case the read sees everything the write did.
+func TestOwnWritesWait(t *testing.T) {
+	pg, sc := startCache(t, nil)
+	for _, stmt := range []string{
+		`CREATE TABLE plain (id int PRIMARY KEY, v int NOT NULL)`,
+		`CREATE TABLE other (id int PRIMARY KEY, v int NOT NULL)`,
+		`INSERT INTO plain VALUES (1, 0)`,
+		`INSERT INTO other VALUES (1, 0)`,
+		`CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE other SET v = v + 1; RETURN NEW; END $$`,
+		`CREATE TABLE audited (id int PRIMARY KEY)`,
+		`CREATE TRIGGER bump AFTER INSERT ON audited FOR EACH ROW EXECUTE FUNCTION bump()`,
+		`CREATE FUNCTION next_v() RETURNS int LANGUAGE plpgsql AS $$ BEGIN UPDATE other SET v = v + 1; RETURN 1; END $$`,
+		`CREATE TABLE defaulted (id int PRIMARY KEY, v int DEFAULT next_v())`,
+		`CREATE TABLE parent (id int PRIMARY KEY)`,
+		`CREATE TABLE child (id int PRIMARY KEY, parent int REFERENCES parent ON DELETE CASCADE)`,
+		`INSERT INTO parent SELECT g FROM generate_series(1, 3) g`,
+		`INSERT INTO child SELECT g, g FROM generate_series(1, 3) g`,
+	} {
+		pg.Exec(t, stmt)
+	}
+	waitApplied(t, sc)
+	conn := connect(t, sc.URL("postgres", "", "postgres", "synchronous_commit=on"))
+	direct := pg.Conn(t)
+	const readOther = `SELECT v FROM other WHERE id > $1`
+	for _, tc := range []struct {
+		name  string
+		write string
+		args  []any
+		read  string
+		wait  bool
+	}{
+		{"plain table, extended protocol", `UPDATE plain SET v = v + 1 WHERE id = $1`, []any{1}, readOther, false},
+		{"plain table, simple protocol", `UPDATE plain SET v = v + 1 WHERE id = 1`, nil, readOther, false},
+		{"built-in functions only", `UPDATE plain SET v = abs(v) + length(now()::text) WHERE id = $1`, []any{1}, readOther, false},
+		{"trigger", `INSERT INTO audited VALUES ($1)`, []any{1}, readOther, true},
+		{"column default calls a user function", `INSERT INTO defaulted (id) VALUES ($1)`, []any{1}, readOther, true},
+		{"statement calls a user function", `UPDATE plain SET v = next_v() WHERE id = $1`, []any{1}, readOther, true},
+		{"foreign-key cascade", `DELETE FROM parent WHERE id = $1`, []any{1}, `SELECT count(*)::int FROM child WHERE id > $1`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			read := func() int {
+				t.Helper()
+				var v int
+				if err := conn.QueryRow(ctx, tc.read, 0).Scan(&v); err != nil {
+					t.Fatalf("%s: %v", tc.read, err)
+				}
+				return v
+			}
+			// Cache the answer, and check that it is cached.
+			read()
+			hits := metricValue(t, sc, "sqlcache_cache_hits_total")
+			read()
+			if metricValue(t, sc, "sqlcache_cache_hits_total") == hits {
+				t.Fatalf("%s was not answered from the cache; the case proves nothing", tc.read)
+			}
+			waits := metricValue(t, sc, "sqlcache_cache_own_write_waits_total")
+			hits = metricValue(t, sc, "sqlcache_cache_hits_total")
+			if _, err := conn.Exec(ctx, tc.write, tc.args...); err != nil {
+				t.Fatalf("%s: %v", tc.write, err)
+			}
+			got := read()
+			var want int
+			if err := direct.QueryRow(ctx, tc.read, 0).Scan(&want); err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Errorf("after its own write %q the session read %d through sqlcache; PostgreSQL has %d", tc.write, got, want)
+			}
+			waited := metricValue(t, sc, "sqlcache_cache_own_write_waits_total") > waits
+			if waited != tc.wait {
+				t.Errorf("after %q the next read waited for the change stream: %t, want %t", tc.write, waited, tc.wait)
+			}
+			if !tc.wait && metricValue(t, sc, "sqlcache_cache_hits_total") == hits {
+				t.Errorf("after %q, which changes only %q, the read of another table was not a hit", tc.write, "plain")
+			}
+		})
+	}
+}
