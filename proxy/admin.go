@@ -131,7 +131,7 @@ func (p *Proxy) serveExplain(w http.ResponseWriter, r *http.Request) {
 
 // Explain says whether sql, run in database db, would be cached, and why.
 func (p *Proxy) Explain(ctx context.Context, db, sql string) Explanation {
-	pl := p.planner.decide(ctx, db, &plan{sql: sql, analysis: cachepolicy.Analyze(sql)})
+	pl := p.planner.decide(ctx, db, newPlan(sql, cachepolicy.Analyze(sql)))
 	d := pl.decision
 	e := Explanation{Cacheable: d.Cacheable, Reason: d.Reason, Tables: d.Tables, Writes: pl.analysis.Writes, Rule: d.Rule, TTL: "until invalidated"}
 	if !p.cacheEnabled {

@@ -164,7 +164,7 @@ func (s *session) tryBatch() (bool, *fillState) {
 		return false, nil
 	}
 	s.keyBuf = s.appendKeyPrefix(s.keyBuf[:0], 'E')
-	s.keyBuf = cachepolicy.AppendKey(s.keyBuf, sql, oids, bind.Args, describedKey[described])
+	s.keyBuf = cachepolicy.AppendKey(s.keyBuf, (*p).digest[:], oids, bind.Args, describedKey[described])
 	prefix := bindComplete
 	if hasParse {
 		prefix = parseBind
@@ -200,7 +200,7 @@ func (s *session) tryDescribe() (bool, *fillState) {
 		return false, nil
 	}
 	s.keyBuf = s.appendKeyPrefix(s.keyBuf[:0], 'S')
-	s.keyBuf = cachepolicy.AppendKey(s.keyBuf, parse.Query, parse.OIDs)
+	s.keyBuf = cachepolicy.AppendKey(s.keyBuf, (*p).digest[:], parse.OIDs)
 	hit, fill := s.lookup(p, s.keyBuf, parseComplete)
 	if hit {
 		s.setStatement(parse, p, false)

@@ -59,7 +59,7 @@ func (s *session) query(msg pgwire.Message) error {
 			held = s.sqlPlan(sql)
 			if (*held).analysis.Candidate {
 				s.keyBuf = s.appendKeyPrefix(s.keyBuf[:0], 'Q')
-				s.keyBuf = cachepolicy.AppendKey(s.keyBuf, sql)
+				s.keyBuf = cachepolicy.AppendKey(s.keyBuf, (*held).digest[:])
 				var hit bool
 				if hit, fill = s.lookup(held, s.keyBuf, nil); hit {
 					return nil
@@ -105,12 +105,13 @@ func (s *session) decideWrites(held **plan) {
 }
 
 // appendKeyPrefix appends what every key of this session starts with: the
-// protocol, backend, database and the session's encoded state.
+// protocol, backend, and the digest of the session's settings (database
+// and role among them).
 func (s *session) appendKeyPrefix(dst []byte, proto byte) []byte {
 	s.mu.Lock()
-	state := s.state.encoded
+	state := s.state.digest
 	s.mu.Unlock()
-	return cachepolicy.AppendKey(dst, protoKey[proto], s.p.backendKey, state)
+	return cachepolicy.AppendKey(dst, protoKey[proto], s.p.backendKey, state[:])
 }
 
 // protoKey distinguishes answers to a simple Query from those to an
@@ -158,10 +159,6 @@ func (s *session) lookup(held **plan, key []byte, prefix []byte) (bool, *fillSta
 		return false, nil
 	}
 	store := s.p.store
-	label := p.sql
-	if len(label) > 200 {
-		label = label[:200]
-	}
 	for waited := false; ; waited = true {
 		if v := store.Get(key); v != nil {
 			m.hits.Inc()
@@ -170,7 +167,7 @@ func (s *session) lookup(held **plan, key []byte, prefix []byte) (bool, *fillSta
 			}
 			return s.answer(prefix, v), nil
 		}
-		f := store.Begin(key, label, s.db, p.decision.Tables, p.decision.TTL)
+		f := store.Begin(key, p.label, s.db, p.decision.Tables, p.decision.TTL)
 		if !f.Leader() && !waited {
 			// Another session is fetching this very answer: wait for
 			// it rather than ask the backend twice.

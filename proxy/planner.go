@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,7 +18,11 @@ import (
 // how its answer may be cached (which needs the catalog). Plans are shared
 // and immutable once built.
 type plan struct {
-	sql      string
+	sql string
+	// digest stands for sql in cache keys; label names it in the
+	// store's Top (short, and a copy: it outlives the plan in entries).
+	digest   [cachepolicy.DigestSize]byte
+	label    string
 	analysis *cachepolicy.Analysis
 	// decided is false until the catalog was consulted (only candidates
 	// are ever decided).
@@ -90,9 +95,20 @@ func (pl *planner) analyze(db, sql string) *plan {
 	if p, ok := pl.plans.Get(planKey{db, sql}); ok {
 		return p
 	}
-	p := &plan{sql: sql, analysis: pl.analysis(sql)}
+	p := newPlan(sql, pl.analysis(sql))
 	pl.plans.Add(planKey{db, sql}, p)
 	return p
+}
+
+// maxLabel bounds the SQL text kept with cached entries for Top.
+const maxLabel = 200
+
+func newPlan(sql string, a *cachepolicy.Analysis) *plan {
+	label := sql
+	if len(label) > maxLabel {
+		label = strings.Clone(label[:maxLabel])
+	}
+	return &plan{sql: sql, digest: cachepolicy.Digest([]byte(sql)), label: label, analysis: a}
 }
 
 // analysis analyzes sql, reusing the analysis of a text of the same shape
@@ -121,7 +137,7 @@ func (pl *planner) decide(ctx context.Context, db string, p *plan) *plan {
 		return p
 	}
 	a := p.analysis
-	np := &plan{sql: p.sql, analysis: a, decided: true, epoch: cur}
+	np := &plan{sql: p.sql, digest: p.digest, label: p.label, analysis: a, decided: true, epoch: cur}
 	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
 	if !a.Candidate {

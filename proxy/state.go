@@ -17,7 +17,8 @@ import (
 type sessionState struct {
 	startup  map[string]string // from the StartupMessage, minus non-settings
 	settings map[string]string // current values: startup, reported and SET
-	encoded  []byte            // key bytes of settings; rebuilt on change
+	// digest stands for the settings in cache keys; rebuilt on change.
+	digest [cachepolicy.DigestSize]byte
 	// unknown: the session changed its state in a way sqlcache could not
 	// follow (set_config, SET inside a transaction or a failed batch): it
 	// bypasses the cache until DISCARD ALL or RESET ALL.
@@ -77,7 +78,7 @@ func (st *sessionState) encode() {
 	for _, k := range names {
 		parts = append(parts, []byte(k), []byte(st.settings[k]))
 	}
-	st.encoded = cachepolicy.AppendKey(nil, parts...)
+	st.digest = cachepolicy.Digest(cachepolicy.AppendKey(nil, parts...))
 }
 
 // parameterStatus records a setting the backend reported.

@@ -2,7 +2,6 @@ package cache
 
 import (
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -48,9 +47,10 @@ type tableRef struct{ db, table string }
 // was invalidated meanwhile, since the answer may predate the change.
 //
 // label describes the entry in Top (the SQL text, truncated as the caller
-// likes). ttl zero means the entry lives until invalidated or evicted. Key,
-// label, database and table names are copied; duplicate tables are
-// dropped. Names are compared exactly: the caller normalises them the
+// likes). ttl zero means the entry lives until invalidated or evicted. The
+// key is copied; label, database and table names are kept as given, since
+// callers pass the same few strings for many entries (so they must not be
+// slices of something large). Duplicate tables are dropped. Names are compared exactly: the caller normalises them the
 // same way here and in the Invalidate calls.
 //
 // The first fill of a key while none is running becomes its leader (see
@@ -59,14 +59,14 @@ func (s *Store) Begin(key []byte, label, db string, tables []string, ttl time.Du
 	f := &Fill{
 		key:    string(key),
 		hash:   s.hashKey(key),
-		label:  strings.Clone(label),
-		db:     strings.Clone(db),
+		label:  label,
+		db:     db,
 		tables: make([]string, 0, len(tables)),
 		ttl:    max(ttl, 0),
 	}
 	for _, t := range tables {
 		if !slices.Contains(f.tables, t) {
-			f.tables = append(f.tables, strings.Clone(t))
+			f.tables = append(f.tables, t)
 		}
 	}
 	f.tableGens = make([]uint64, len(f.tables))

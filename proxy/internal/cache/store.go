@@ -49,13 +49,15 @@ const (
 //   - the LRU's map slot (uint64 → pointer) and the database index's set
 //     slot (pointer → struct{}), with Swiss-table control bytes and the
 //     head-room of a map between doublings: about 60 bytes together;
-//   - rounding of the key, value, label and database copies up to their
-//     allocation size classes: about 20 bytes for short ones.
+//   - rounding of the key and value copies up to their allocation size
+//     classes: about 10 bytes for short ones.
 //
+// The label, database and table names are shared between entries, not
+// copied (see Begin), yet counted for every entry: a safe overestimate.
 // Each table name adds tableOverhead: its string header in the entry's
 // table list (16 bytes) and its slot in the table's index set.
 const (
-	entryOverhead = 320
+	entryOverhead = 290
 	tableOverhead = 40
 )
 
