@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -85,5 +86,16 @@ func TestOwnWritesWait(t *testing.T) {
 				t.Errorf("after %q, which changes only %q, the read of another table was not a hit", tc.write, "plain")
 			}
 		})
+	}
+	// sqlcache explain says which writes make the next read wait.
+	for _, tc := range []struct{ sql, want string }{
+		{`UPDATE plain SET v = 1`, "next cache read served at once"},
+		{`INSERT INTO audited VALUES (9)`, "next cache read waits for the change stream"},
+		{`SELECT v FROM other`, "cacheable: yes"},
+	} {
+		out, code := RunSqlcache(t, "explain", "--config", sc.ConfigFile, tc.sql)
+		if code != 0 || !strings.Contains(out, tc.want) {
+			t.Errorf("explain %q: exit %d:\n%s\nwant %q in it", tc.sql, code, out, tc.want)
+		}
 	}
 }

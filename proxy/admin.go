@@ -116,6 +116,11 @@ type Explanation struct {
 	Reason    string   `json:"reason"`
 	Tables    []string `json:"tables"`
 	Writes    []string `json:"writes,omitempty"`
+	// OwnWriteWait is set for a statement that writes when the change
+	// stream keeps the cache current: whether the writing session's next
+	// cache read waits for the stream, which alone sees what triggers,
+	// rules and user functions change.
+	OwnWriteWait *bool `json:"own_write_wait,omitempty"`
 	TTL       string   `json:"ttl"`
 	Rule      int      `json:"rule"`
 }
@@ -139,6 +144,10 @@ func (p *Proxy) Explain(ctx context.Context, db, sql string) Explanation {
 	}
 	if d.TTL > 0 {
 		e.TTL = d.TTL.String()
+	}
+	if p.planner.streamed && mayWrite(pl.analysis) && !d.Cacheable {
+		wait := !pl.writesOnly
+		e.OwnWriteWait = &wait
 	}
 	if e.Tables == nil {
 		e.Tables = []string{}

@@ -142,7 +142,7 @@ func (pl *planner) decide(ctx context.Context, db string, p *plan) *plan {
 	defer cancel()
 	if !a.Candidate {
 		np.decision = cachepolicy.Decision{Reason: a.Reason, Rule: -1}
-		if len(a.Writes) > 0 && !a.InvalidateAll && !a.CatalogChange {
+		if pl.streamed && len(a.Writes) > 0 && !a.InvalidateAll && !a.CatalogChange {
 			facts, _, err := pl.catalog.facts(ctx, db, cur, writeSide(a))
 			if err != nil {
 				// Not stored: the next statement tries again.

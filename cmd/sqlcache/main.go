@@ -314,6 +314,13 @@ reason, the tables its answer depends on, and its TTL.`,
 		if len(e.Writes) > 0 {
 			fmt.Fprintf(stdout, "writes:    %s\n", strings.Join(e.Writes, ", "))
 		}
+		if e.OwnWriteWait != nil {
+			next := "served at once (it changes only the tables it names)"
+			if *e.OwnWriteWait {
+				next = "waits for the change stream (triggers, rules or user functions may change more)"
+			}
+			fmt.Fprintf(stdout, "after it:  the session's next cache read %s\n", next)
+		}
 		return nil
 	}
 	return cmd
