@@ -29,13 +29,28 @@ func (s *session) sqlPlan(sql []byte) **plan {
 	if p, ok := s.plans[string(sql)]; ok {
 		return p
 	}
-	p := s.p.planner.analyze(s.db, string(sql))
+	p := s.p.planner.lookup(s.db, sql)
 	if len(s.plans) >= maxSessionPlans {
 		clear(s.plans)
 	}
 	held := &p
 	s.plans[p.sql] = held
 	return held
+}
+
+// queryPlan is sqlPlan for a simple Query, whose plan is not kept past the
+// call. Once the session's own map is full (a client that inlines its
+// constants sends many texts), the plan is held in s.spare rather than
+// making room: a hit on the shared plans then allocates nothing.
+func (s *session) queryPlan(sql []byte) **plan {
+	if p, ok := s.plans[string(sql)]; ok || len(s.plans) < maxSessionPlans {
+		if ok {
+			return p
+		}
+		return s.sqlPlan(sql)
+	}
+	s.spare = s.p.planner.lookup(s.db, sql)
+	return &s.spare
 }
 
 // query handles a simple Query: answered from the cache, or relayed (and
@@ -56,7 +71,7 @@ func (s *session) query(msg pgwire.Message) error {
 	}
 	if !msg.Streamed() {
 		if sql, err := pgwire.QueryBody(msg.Body); err == nil {
-			held = s.sqlPlan(sql)
+			held = s.queryPlan(sql)
 			if (*held).analysis.Candidate {
 				s.keyBuf = s.appendKeyPrefix(s.keyBuf[:0], 'Q')
 				s.keyBuf = cachepolicy.AppendKey(s.keyBuf, (*held).digest[:])

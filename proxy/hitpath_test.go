@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"testing"
 
@@ -13,7 +14,8 @@ import (
 
 // pipeSession runs a session over in-memory connections with a scripted
 // backend, for measuring the proxy's own cost. It returns the client end.
-func pipeSession(tb testing.TB, sql string) (net.Conn, *Proxy) {
+// The statements in sqls are planned as cacheable.
+func pipeSession(tb testing.TB, sqls ...string) (net.Conn, *Proxy) {
 	tb.Helper()
 	p, err := New(Config{
 		Backend:      "127.0.0.1:1",
@@ -25,10 +27,12 @@ func pipeSession(tb testing.TB, sql string) (net.Conn, *Proxy) {
 	}
 	tb.Cleanup(func() { p.Close() })
 	// The catalog is not reachable here: decide the statement up front.
-	p.planner.plans.Add(planKey{"db", sql}, &plan{
-		sql: sql, analysis: cachepolicy.Analyze(sql), decided: true,
-		decision: cachepolicy.Decision{Cacheable: true, Tables: []string{"t"}, Rule: -1},
-	})
+	for _, sql := range sqls {
+		pl := newPlan(sql, cachepolicy.Analyze(sql))
+		pl.decided = true
+		pl.decision = cachepolicy.Decision{Cacheable: true, Tables: []string{"t"}, Rule: -1}
+		p.planner.plans.Add(planKey{"db", sql}, pl)
+	}
 
 	client, proxyClient := net.Pipe()
 	proxyBackend, backend := net.Pipe()
@@ -120,6 +124,28 @@ func BenchmarkHitSimple(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		roundTrip(b, c, r, req)
+	}
+}
+
+// BenchmarkHitSimpleManyTexts measures hits for simple Queries with their
+// constants inlined, more distinct texts than a session keeps plans for.
+func BenchmarkHitSimpleManyTexts(b *testing.B) {
+	var sqls []string
+	for i := range 2 * maxSessionPlans {
+		sqls = append(sqls, fmt.Sprintf("SELECT v FROM t WHERE id = %d", i))
+	}
+	c, _ := pipeSession(b, sqls...)
+	r := pgwire.NewReader(c, 0)
+	reqs := make([][]byte, len(sqls))
+	for i, sql := range sqls {
+		reqs[i] = encode(b, &pgproto3.Query{String: sql})
+		roundTrip(b, c, r, reqs[i]) // miss, fills
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		roundTrip(b, c, r, reqs[i%len(reqs)])
+		i++
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
@@ -88,6 +89,17 @@ func (pl *planner) forgetAll() {
 	for _, e := range pl.epochs {
 		e.Add(1)
 	}
+}
+
+// lookup is analyze for SQL text in a message buffer: a plan already made
+// is found without copying the text.
+func (pl *planner) lookup(db string, sql []byte) *plan {
+	// The string aliases the buffer only for the map lookup; the plan
+	// cache keeps no reference to a key it is only asked for.
+	if p, ok := pl.plans.Get(planKey{db, unsafe.String(unsafe.SliceData(sql), len(sql))}); ok {
+		return p
+	}
+	return pl.analyze(db, string(sql))
 }
 
 // analyze returns the plan for sql without consulting the catalog.

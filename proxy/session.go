@@ -70,6 +70,7 @@ type session struct {
 	stmts   map[string]*stmtInfo // prepared statements by name
 	portals map[string]*stmtInfo // portals by name → their statement
 	plans   map[string]**plan    // plans of the SQL texts this session used
+	spare   *plan                // holds a simple Query's plan when plans is full
 	keyBuf  []byte
 	cur     *request // the extended batch being relayed, until its Sync
 
