@@ -120,9 +120,9 @@ type Explanation struct {
 	// stream keeps the cache current: whether the writing session's next
 	// cache read waits for the stream, which alone sees what triggers,
 	// rules and user functions change.
-	OwnWriteWait *bool `json:"own_write_wait,omitempty"`
-	TTL       string   `json:"ttl"`
-	Rule      int      `json:"rule"`
+	OwnWriteWait *bool  `json:"own_write_wait,omitempty"`
+	TTL          string `json:"ttl"`
+	Rule         int    `json:"rule"`
 }
 
 func (p *Proxy) serveExplain(w http.ResponseWriter, r *http.Request) {
