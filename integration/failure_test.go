@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"syscall"
@@ -142,5 +143,54 @@ func TestShutdownTimeout(t *testing.T) {
 	}
 	if _, err := tx.Exec(t.Context(), `SELECT 1`); err == nil {
 		t.Error("session in a transaction survived the shutdown timeout")
+	}
+}
+
+// TestCatalogUnresponsive: the service login (postgres.service_dsn) reaches
+// a server that accepts connections and never answers. Reads are relayed,
+// uncached; after the first lookup times out, the following statements do
+// not each wait for the lookup timeout (5s) again.
+func TestCatalogUnresponsive(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { silent.Close() })
+	go func() {
+		var held []net.Conn
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				for _, c := range held {
+					c.Close()
+				}
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	pg := StartPostgres(t)
+	sc := StartSqlcache(t, SqlcacheConfig{
+		Backend:    pg.Addr(),
+		ServiceDSN: "postgres://sqlcache@" + silent.Addr().String() + "/postgres?sslmode=disable",
+		Extra:      map[string]any{"invalidation": map[string]any{"postgres": map[string]any{"mode": "none"}}},
+	})
+	conn := connect(t, sc.URL("postgres", "", "postgres"))
+	start := time.Now()
+	const reads = 10
+	for i := range reads {
+		var v int
+		// Distinct texts: each needs its own decision.
+		if err := conn.QueryRow(t.Context(), fmt.Sprintf("SELECT %d FROM pg_database LIMIT 1", i)).Scan(&v); err != nil || v != i {
+			t.Fatalf("read %d through sqlcache: %d, %v", i, v, err)
+		}
+	}
+	// One lookup timeout, plus the reads themselves; without the retry
+	// delay each read would wait for its own timeout (50s in all).
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("%d reads took %v with the catalog unresponsive; each waited for its own lookup", reads, d)
+	}
+	if hits := metricValue(t, sc, "sqlcache_cache_hits_total"); hits != 0 {
+		t.Errorf("%v hits without catalog facts", hits)
 	}
 }

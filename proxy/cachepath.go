@@ -113,7 +113,8 @@ func (s *session) query(msg pgwire.Message) error {
 // next read need not wait for the change stream. Only the change stream
 // makes the question worth a catalog lookup.
 func (s *session) decideWrites(held **plan) {
-	if s.stream == nil || len((*held).analysis.Writes) == 0 {
+	if s.stream == nil || len((*held).analysis.Writes) == 0 || s.stream.FreshAsOf().IsZero() {
+		// Without a running stream there are no hits to hold back.
 		return
 	}
 	*held = s.p.planner.decide(context.Background(), s.db, *held)
@@ -161,6 +162,11 @@ func (s *session) lookup(held **plan, key []byte, prefix []byte) (bool, *fillSta
 	ok, why := s.cacheable()
 	if !ok {
 		m.bypasses.WithLabelValues(why).Inc()
+		return false, nil
+	}
+	if s.p.streams != nil && (s.stream == nil || s.stream.FreshAsOf().IsZero()) {
+		// No hits without the stream: spare the catalog the lookup.
+		m.bypasses.WithLabelValues("stream_down").Inc()
 		return false, nil
 	}
 	p := s.p.planner.decide(context.Background(), s.db, *held)

@@ -29,11 +29,18 @@ type catalog struct {
 }
 
 type dbCatalog struct {
-	mu    sync.Mutex // protects the fields below; held across lookups (one at a time)
-	conn  *pgx.Conn
-	epoch uint64              // planner epoch the cached facts belong to
-	rels  map[string]relFacts // by relation name
-	funcs map[string][]cachepolicy.FuncInfo
+	mu   sync.Mutex // protects the fields below; held across lookups (one at a time)
+	conn *pgx.Conn
+	// failedUntil: the last lookup failed; until then lookups fail at
+	// once with failed, so that an unreachable catalog does not hold up
+	// every statement for the lookup timeout. retry is the current delay,
+	// doubled by each failure in a row.
+	failedUntil time.Time
+	failed      error
+	retry       time.Duration
+	epoch       uint64              // planner epoch the cached facts belong to
+	rels        map[string]relFacts // by relation name
+	funcs       map[string][]cachepolicy.FuncInfo
 }
 
 // relFacts is what the catalog says about one relation name, in every
@@ -91,9 +98,16 @@ func (c *catalog) facts(ctx context.Context, db string, epoch uint64, a *cachepo
 		d.rels = make(map[string]relFacts)
 		d.funcs = make(map[string][]cachepolicy.FuncInfo)
 	}
+	if time.Now().Before(d.failedUntil) {
+		return cachepolicy.Facts{}, "", d.failed
+	}
 	if err := c.fill(ctx, d, db, a); err != nil {
+		d.retry = min(max(2*d.retry, catalogRetryMin), catalogRetryMax)
+		d.failedUntil = time.Now().Add(d.retry)
+		d.failed = fmt.Errorf("%w (retried after %v)", err, d.retry)
 		return cachepolicy.Facts{}, "", err
 	}
+	d.retry = 0
 	return d.assemble(a)
 }
 
@@ -425,8 +439,14 @@ func lookupFunctions(ctx context.Context, conn *pgx.Conn, names []string, funcs 
 }
 
 // lookupTimeout bounds one planning lookup; a statement whose facts cannot
-// be had in time is relayed uncached.
-const lookupTimeout = 5 * time.Second
+// be had in time is relayed uncached. After a failure the database's
+// lookups fail at once for a delay from catalogRetryMin, doubling with each
+// failure in a row up to catalogRetryMax.
+const (
+	lookupTimeout   = 5 * time.Second
+	catalogRetryMin = time.Second
+	catalogRetryMax = 10 * time.Second
+)
 
 // serviceDSNFor returns the service connection string with its database
 // replaced by db ("" keeps it).
