@@ -2,6 +2,7 @@ package cache
 
 import (
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -24,16 +25,21 @@ type Fill struct {
 	hash   uint64
 	label  string
 	db     string
-	tables []string // deduplicated copies
+	tables []string // deduplicated
+	// row: the answer reads only this row of tables[0] (BeginRow).
+	row    *rowRef
 	ttl    time.Duration
 	leader bool
 	// done is closed when a leader fill ends; nil for other fills.
 	done chan struct{}
 
-	// Generations seen by Begin; tableGens[i] is for tables[i].
+	// Generations seen by Begin; tableGens[i] is for tables[i]. A row
+	// fill snapshots, for its one table, the generation of whole-table
+	// invalidations and that of its row's slot instead.
 	allGen    uint64
 	dbGen     uint64
 	tableGens []uint64
+	rowGen    uint64
 
 	ended bool // guarded by the mu of the Store that began it
 }
@@ -78,11 +84,50 @@ func (s *Store) Begin(key []byte, label, db string, tables []string, ttl time.Du
 	for i, t := range f.tables {
 		f.tableGens[i] = s.tableGen[tableRef{db, t}]
 	}
+	s.lead(f)
+	return f
+}
+
+// lead makes f its key's leader fill if none is running. s.mu must be held.
+func (s *Store) lead(f *Fill) {
 	if _, running := s.flights[f.key]; !running {
 		f.leader = true
 		f.done = make(chan struct{})
 		s.flights[f.key] = f.done
 	}
+}
+
+// Row names one row of a table: the value of a column that identifies it
+// (its primary key), in a form the caller makes canonical, so that the
+// same row always gets the same Key here and in InvalidateRows.
+type Row struct {
+	Table, Column, Key string
+}
+
+// BeginRow is Begin for an answer that reads nothing but the row of
+// row.Table whose row.Column equals row.Key (or its absence). Such an
+// entry is dropped by InvalidateTable of its table, by InvalidateRows
+// naming its row or naming another column of the table, and by database
+// and store invalidations; but not by InvalidateRows of other rows. The
+// column name is kept as given, the key copied.
+func (s *Store) BeginRow(key []byte, label, db string, row Row, ttl time.Duration) *Fill {
+	f := &Fill{
+		key:    string(key),
+		hash:   s.hashKey(key),
+		label:  label,
+		db:     db,
+		tables: []string{row.Table},
+		row:    &rowRef{column: row.Column, key: strings.Clone(row.Key)},
+		ttl:    max(ttl, 0),
+	}
+	f.tableGens = make([]uint64, 1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f.allGen = s.allGen
+	f.dbGen = s.dbGen[db]
+	f.tableGens[0] = s.wholeGen[tableRef{db, row.Table}]
+	f.rowGen = s.rowGens[s.rowSlot(db, row.Table, row.Column, row.Key)]
+	s.lead(f)
 	return f
 }
 
@@ -127,6 +172,11 @@ func (s *Store) unchanged(f *Fill) bool {
 	if s.allGen != f.allGen || s.dbGen[f.db] != f.dbGen {
 		return false
 	}
+	if r := f.row; r != nil {
+		t := f.tables[0]
+		return s.wholeGen[tableRef{f.db, t}] == f.tableGens[0] &&
+			s.rowGens[s.rowSlot(f.db, t, r.column, r.key)] == f.rowGen
+	}
 	for i, t := range f.tables {
 		if s.tableGen[tableRef{f.db, t}] != f.tableGens[i] {
 			return false
@@ -140,6 +190,9 @@ func (f *Fill) size(n int) int64 {
 	size := int64(entryOverhead + len(f.key) + n + len(f.label) + len(f.db))
 	for _, t := range f.tables {
 		size += int64(tableOverhead + len(t))
+	}
+	if f.row != nil {
+		size += int64(rowOverhead + len(f.row.key))
 	}
 	return size
 }
@@ -185,6 +238,7 @@ func (s *Store) Commit(f *Fill, value []byte) (stored bool, reason string) {
 		label:  f.label,
 		db:     f.db,
 		tables: f.tables,
+		row:    f.row,
 		size:   size,
 		stored: now,
 		ttl:    f.ttl,

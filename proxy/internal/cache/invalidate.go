@@ -7,8 +7,12 @@ import "strings"
 // entries, not by history.
 type dbIndex struct {
 	entries map[*entry]struct{}
-	tables  map[string]map[*entry]struct{}
+	tables  map[string]map[*entry]struct{} // entries reading any rows, by table
+	rows    map[string]rowIndex            // row entries, by table
 }
+
+// rowIndex holds one table's row entries by column, then by key.
+type rowIndex map[string]map[string]map[*entry]struct{}
 
 // index adds e to the indexes. s.mu must be held.
 func (s *Store) index(e *entry) {
@@ -17,10 +21,31 @@ func (s *Store) index(e *entry) {
 		d = &dbIndex{
 			entries: make(map[*entry]struct{}),
 			tables:  make(map[string]map[*entry]struct{}),
+			rows:    make(map[string]rowIndex),
 		}
 		s.byDB[e.db] = d
 	}
 	d.entries[e] = struct{}{}
+	if r := e.row; r != nil {
+		t := e.tables[0]
+		ri := d.rows[t]
+		if ri == nil {
+			ri = make(rowIndex)
+			d.rows[t] = ri
+		}
+		keys := ri[r.column]
+		if keys == nil {
+			keys = make(map[string]map[*entry]struct{})
+			ri[r.column] = keys
+		}
+		set := keys[r.key]
+		if set == nil {
+			set = make(map[*entry]struct{}, 1)
+			keys[r.key] = set
+		}
+		set[e] = struct{}{}
+		return
+	}
 	for _, t := range e.tables {
 		set := d.tables[t]
 		if set == nil {
@@ -36,11 +61,28 @@ func (s *Store) index(e *entry) {
 func (s *Store) unindex(e *entry) {
 	d := s.byDB[e.db]
 	delete(d.entries, e)
-	for _, t := range e.tables {
-		set := d.tables[t]
+	if r := e.row; r != nil {
+		t := e.tables[0]
+		ri := d.rows[t]
+		keys := ri[r.column]
+		set := keys[r.key]
 		delete(set, e)
 		if len(set) == 0 {
-			delete(d.tables, t)
+			delete(keys, r.key)
+			if len(keys) == 0 {
+				delete(ri, r.column)
+				if len(ri) == 0 {
+					delete(d.rows, t)
+				}
+			}
+		}
+	} else {
+		for _, t := range e.tables {
+			set := d.tables[t]
+			delete(set, e)
+			if len(set) == 0 {
+				delete(d.tables, t)
+			}
 		}
 	}
 	if len(d.entries) == 0 {
@@ -55,22 +97,73 @@ func (s *Store) unindex(e *entry) {
 func (s *Store) InvalidateTable(db, table string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := tableRef{db, table}
-	g, ok := s.tableGen[k]
-	if !ok {
-		// Don't keep the caller's string alive; it may point into a
-		// larger buffer.
-		k = tableRef{strings.Clone(db), strings.Clone(table)}
-	}
-	s.tableGen[k] = g + 1
+	k := s.bump(s.tableGen, db, table)
+	s.wholeGen[k]++
 
 	d := s.byDB[db]
 	if d == nil {
 		return 0
 	}
+	n := s.unlinkAll(d.tables[table])
+	for _, keys := range d.rows[table] {
+		for _, set := range keys {
+			n += s.unlinkAll(set)
+		}
+	}
+	return n
+}
+
+// InvalidateRows records a change to the rows of table whose column has
+// one of keys: it removes every entry of the table but the row entries
+// (BeginRow) of other rows by the same column, and makes running fills
+// of the same entries refuse to store. It returns the number removed.
+func (s *Store) InvalidateRows(db, table, column string, keys []string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bump(s.tableGen, db, table)
+	for _, key := range keys {
+		s.rowGens[s.rowSlot(db, table, column, key)]++
+	}
+
+	d := s.byDB[db]
+	if d == nil {
+		return 0
+	}
+	n := s.unlinkAll(d.tables[table])
+	for c, byKey := range d.rows[table] {
+		if c != column {
+			for _, set := range byKey {
+				n += s.unlinkAll(set)
+			}
+			continue
+		}
+		for _, key := range keys {
+			n += s.unlinkAll(byKey[key])
+		}
+	}
+	return n
+}
+
+// bump increments the generation of a table in gens and returns its
+// map key. s.mu must be held.
+func (s *Store) bump(gens map[tableRef]uint64, db, table string) tableRef {
+	k := tableRef{db, table}
+	g, ok := gens[k]
+	if !ok {
+		// Don't keep the caller's string alive; it may point into a
+		// larger buffer.
+		k = tableRef{strings.Clone(db), strings.Clone(table)}
+	}
+	gens[k] = g + 1
+	return k
+}
+
+// unlinkAll unlinks the entries of set and returns how many. unlink
+// deletes from the set as we range over it, which Go allows. s.mu must be
+// held.
+func (s *Store) unlinkAll(set map[*entry]struct{}) int {
 	n := 0
-	// unlink deletes from the set as we range over it, which Go allows.
-	for e := range d.tables[table] {
+	for e := range set {
 		s.unlink(e)
 		n++
 	}

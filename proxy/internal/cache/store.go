@@ -56,9 +56,13 @@ const (
 // copied (see Begin), yet counted for every entry: a safe overestimate.
 // Each table name adds tableOverhead: its string header in the entry's
 // table list (16 bytes) and its slot in the table's index set.
+// A row entry (BeginRow) adds rowOverhead and its key's length: the row
+// reference and the key's slot in its column's index (maps of one entry
+// each, mostly).
 const (
 	entryOverhead = 290
 	tableOverhead = 40
+	rowOverhead   = 200
 )
 
 // Config configures a Store. A zero field means its default.
@@ -114,6 +118,13 @@ type Store struct {
 	allGen   uint64
 	dbGen    map[string]uint64
 	tableGen map[tableRef]uint64
+	// wholeGen counts InvalidateTable calls only (tableGen counts
+	// InvalidateRows too): row fills depend on it and on their row's slot
+	// in rowGens, a fixed array of counters that InvalidateRows bumps. Two
+	// rows sharing a slot only make a fill of one refuse to store after a
+	// change of the other.
+	wholeGen map[tableRef]uint64
+	rowGens  *[rowSlots]uint64
 
 	// flights maps a key to the done channel of its leader fill, closed
 	// when that fill ends.
@@ -133,7 +144,8 @@ type entry struct {
 	label  string
 	db     string
 	tables []string
-	size   int64 // accounted bytes, see entryOverhead
+	row    *rowRef // the one row of tables[0] the answer reads; nil: any rows
+	size   int64   // accounted bytes, see entryOverhead
 	stored time.Time
 	ttl    time.Duration // zero: never expires
 	hits   atomic.Uint64
@@ -170,8 +182,27 @@ func New(cfg Config) *Store {
 		byDB:          make(map[string]*dbIndex),
 		dbGen:         make(map[string]uint64),
 		tableGen:      make(map[tableRef]uint64),
+		wholeGen:      make(map[tableRef]uint64),
+		rowGens:       new([rowSlots]uint64),
 		flights:       make(map[string]chan struct{}),
 	}
+}
+
+// rowRef is the row a row entry reads.
+type rowRef struct{ column, key string }
+
+// rowSlots is the number of row generation counters.
+const rowSlots = 1 << 14
+
+// rowSlot returns the index in rowGens of a row.
+func (s *Store) rowSlot(db, table, column, key string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	for _, part := range [...]string{db, table, column, key} {
+		h.WriteString(part)
+		h.WriteByte(0)
+	}
+	return h.Sum64() % rowSlots
 }
 
 func (s *Store) hashKey(key []byte) uint64 {
