@@ -9,6 +9,12 @@ type Change struct {
 	// publish_via_partition_root, a partition's changes come as the root's.
 	Table string
 	Kind  ChangeKind
+	// KeyColumn and Keys narrow a Data change to some rows: every row it
+	// changed had one of Keys, old or new, in KeyColumn, the table's
+	// single-column replica identity (its primary key, by default), as
+	// PostgreSQL prints the values. KeyColumn "" means any rows.
+	KeyColumn string
+	Keys      []string
 	// Pos is the LSN of the commit, or of the Relation message for Schema.
 	Pos uint64
 }

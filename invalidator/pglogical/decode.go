@@ -15,6 +15,9 @@ import (
 type relation struct {
 	schema, name string
 	columns      []column
+	// key is the index of the one replica identity column, or -1 when
+	// there are none or several (REPLICA IDENTITY FULL flags them all).
+	key int
 }
 
 // column is the part of a column's definition that can change an answer.
@@ -27,11 +30,21 @@ type column struct {
 }
 
 func relationOf(m *pglogrepl.RelationMessage) relation {
-	r := relation{schema: m.Namespace, name: m.RelationName, columns: make([]column, 0, len(m.Columns))}
+	r := relation{schema: m.Namespace, name: m.RelationName, columns: make([]column, 0, len(m.Columns)), key: -1}
+	keys := 0
 	for _, c := range m.Columns {
-		if c != nil {
-			r.columns = append(r.columns, column{name: c.Name, typ: c.DataType, mod: c.TypeModifier})
+		if c == nil {
+			// Tuples would not line up with the columns.
+			return relation{schema: r.schema, name: r.name, key: -1}
 		}
+		r.columns = append(r.columns, column{name: c.Name, typ: c.DataType, mod: c.TypeModifier})
+		if c.Flags&1 != 0 {
+			keys++
+			r.key = len(r.columns) - 1
+		}
+	}
+	if keys != 1 {
+		r.key = -1
 	}
 	return r
 }
@@ -46,6 +59,10 @@ type changeKey struct {
 	kind          invalidator.ChangeKind
 }
 
+// maxKeys bounds the keys a transaction's change of one table lists;
+// beyond it the change is to any rows.
+const maxKeys = 256
+
 // decoder turns pgoutput messages into changes: the transaction state
 // machine of a stream. It is not safe for concurrent use.
 //
@@ -57,11 +74,11 @@ type decoder struct {
 	rels  map[uint32]relation // by table OID
 	inTxn bool                // between Begin and Commit
 	txn   []invalidator.Change
-	seen  map[changeKey]bool // keys of txn
+	seen  map[changeKey]int // index in txn of each change
 }
 
 func newDecoder() *decoder {
-	return &decoder{rels: make(map[uint32]relation), seen: make(map[changeKey]bool)}
+	return &decoder{rels: make(map[uint32]relation), seen: make(map[changeKey]int)}
 }
 
 // step is what one message asks of the stream.
@@ -99,15 +116,11 @@ func (d *decoder) decode(msg pglogrepl.Message, pos uint64) (step, error) {
 		return d.commit(m)
 	case *pglogrepl.RelationMessage:
 		return d.relation(m, pos), nil
-	case *pglogrepl.InsertMessage:
-		return step{}, d.mark("Insert", m.RelationID, invalidator.Data)
-	case *pglogrepl.UpdateMessage:
-		return step{}, d.mark("Update", m.RelationID, invalidator.Data)
-	case *pglogrepl.DeleteMessage:
-		return step{}, d.mark("Delete", m.RelationID, invalidator.Data)
+	case *rowChange:
+		return step{}, d.markRows(m)
 	case *pglogrepl.TruncateMessage:
 		for _, id := range m.RelationIDs {
-			if err := d.mark("Truncate", id, invalidator.Truncate); err != nil {
+			if err := d.mark("Truncate", id, invalidator.Truncate, nil); err != nil {
 				return step{}, err
 			}
 		}
@@ -149,8 +162,36 @@ func (d *decoder) relation(m *pglogrepl.RelationMessage, pos uint64) step {
 	return step{apply: changes}
 }
 
-// mark adds a change to table oid to the open transaction.
-func (d *decoder) mark(what string, oid uint32, kind invalidator.ChangeKind) error {
+// markRows adds a row change to the open transaction, with the keys of the
+// rows when the table has a single-column replica identity.
+func (d *decoder) markRows(m *rowChange) error {
+	r, ok := d.rels[m.oid]
+	if !ok || r.key < 0 {
+		return d.mark(m.what(), m.oid, invalidator.Data, nil)
+	}
+	keys := make([]string, 0, len(m.tuples))
+	for _, t := range m.tuples {
+		key, ok := tupleColumn(t, r.key)
+		if !ok {
+			// Unchanged TOAST, NULL or malformed: not a known row.
+			return d.mark(m.what(), m.oid, invalidator.Data, nil)
+		}
+		if !slices.Contains(keys, key) {
+			keys = append(keys, key)
+		}
+	}
+	return d.mark(m.what(), m.oid, invalidator.Data, &rowKeys{r.columns[r.key].name, keys})
+}
+
+// rowKeys are rows of a table by a key column.
+type rowKeys struct {
+	column string
+	keys   []string
+}
+
+// mark adds a change to table oid to the open transaction: to the rows
+// named by rows, or to any rows if rows is nil.
+func (d *decoder) mark(what string, oid uint32, kind invalidator.ChangeKind, rows *rowKeys) error {
 	if !d.inTxn {
 		return fmt.Errorf("%w: %s outside a transaction", errProtocol, what)
 	}
@@ -159,9 +200,28 @@ func (d *decoder) mark(what string, oid uint32, kind invalidator.ChangeKind) err
 		return fmt.Errorf("%w: %s of table OID %d before its Relation message", errProtocol, what, oid)
 	}
 	k := changeKey{r.schema, r.name, kind}
-	if !d.seen[k] {
-		d.seen[k] = true
-		d.txn = append(d.txn, invalidator.Change{Schema: r.schema, Table: r.name, Kind: kind})
+	i, seen := d.seen[k]
+	if !seen {
+		d.seen[k] = len(d.txn)
+		c := invalidator.Change{Schema: r.schema, Table: r.name, Kind: kind}
+		if rows != nil {
+			c.KeyColumn, c.Keys = rows.column, rows.keys
+		}
+		d.txn = append(d.txn, c)
+		return nil
+	}
+	c := &d.txn[i]
+	switch {
+	case c.KeyColumn == "":
+		// Already any rows.
+	case rows == nil || rows.column != c.KeyColumn || len(c.Keys)+len(rows.keys) > maxKeys:
+		c.KeyColumn, c.Keys = "", nil
+	default:
+		for _, key := range rows.keys {
+			if !slices.Contains(c.Keys, key) {
+				c.Keys = append(c.Keys, key)
+			}
+		}
 	}
 	return nil
 }
@@ -169,9 +229,9 @@ func (d *decoder) mark(what string, oid uint32, kind invalidator.ChangeKind) err
 // parseMessage decodes the pgoutput message in an XLogData.
 //
 // Row changes (Insert, Update, Delete) are decoded here, only as far as
-// the table's OID: pglogrepl.Parse would copy every column value of every
-// row (allocating as much as a length field claims, up to 4 GiB), and the
-// stream needs none. A Truncate's table count is checked against its
+// the table's OID and the bounds of their tuples: pglogrepl.Parse would
+// copy every column value of every row (allocating as much as a length
+// field claims, up to 4 GiB), and the stream needs one at most. A Truncate's table count is checked against its
 // length for the same reason. Everything else goes to pglogrepl.Parse,
 // which indexes its input without checking lengths (a truncated message
 // panics): a panic is turned into an error here, so that a corrupt message
@@ -202,24 +262,107 @@ func parseMessage(data []byte) (msg pglogrepl.Message, err error) {
 	return msg, nil
 }
 
-// parseRowChange decodes the OID of an Insert, Update or Delete message:
-// Byte1 type, Int32 OID, then tuples.
+// rowChange is an Insert, Update or Delete message: its table and its
+// tuples (old key or row, new row), undecoded.
+type rowChange struct {
+	kind   pglogrepl.MessageType
+	oid    uint32
+	tuples [][]byte // each a TupleData, checked to be well formed
+}
+
+func (m *rowChange) Type() pglogrepl.MessageType { return m.kind }
+
+func (m *rowChange) what() string { return m.kind.String() }
+
+// parseRowChange decodes an Insert ('I', OID, 'N' tuple), Update ('U', OID,
+// optional 'K' or 'O' tuple, 'N' tuple) or Delete ('D', OID, 'K' or 'O'
+// tuple) of protocol version 1.
 func parseRowChange(data []byte) (pglogrepl.Message, error) {
+	kind := pglogrepl.MessageType(data[0])
+	bad := func(why string) error {
+		return fmt.Errorf("%w: %s message of %d bytes: %s", errProtocol, kind, len(data), why)
+	}
 	if len(data) < 6 {
-		return nil, fmt.Errorf("%w: %s message of %d bytes too short", errProtocol, pglogrepl.MessageType(data[0]), len(data))
+		return nil, bad("too short")
 	}
-	oid := binary.BigEndian.Uint32(data[1:])
-	switch pglogrepl.MessageType(data[0]) {
-	case pglogrepl.MessageTypeInsert:
-		m := &pglogrepl.InsertMessage{RelationID: oid}
-		m.SetType(pglogrepl.MessageTypeInsert)
-		return m, nil
-	case pglogrepl.MessageTypeUpdate:
-		m := &pglogrepl.UpdateMessage{RelationID: oid}
-		m.SetType(pglogrepl.MessageTypeUpdate)
-		return m, nil
+	m := &rowChange{kind: kind, oid: binary.BigEndian.Uint32(data[1:])}
+	rest := data[5:]
+	for len(rest) > 0 {
+		tag := rest[0]
+		switch {
+		case tag == 'N',
+			(tag == 'K' || tag == 'O') && kind != pglogrepl.MessageTypeInsert && len(m.tuples) == 0:
+		default:
+			return nil, bad(fmt.Sprintf("unexpected tuple tag %q", tag))
+		}
+		n, err := tupleLen(rest[1:])
+		if err != nil {
+			return nil, bad(err.Error())
+		}
+		m.tuples = append(m.tuples, rest[1:1+n])
+		rest = rest[1+n:]
+		if tag == 'N' && len(rest) > 0 {
+			return nil, bad("data after the new tuple")
+		}
 	}
-	m := &pglogrepl.DeleteMessage{RelationID: oid}
-	m.SetType(pglogrepl.MessageTypeDelete)
+	if len(m.tuples) == 0 {
+		return nil, bad("no tuple")
+	}
 	return m, nil
+}
+
+// tupleLen returns the length of the TupleData at the start of b: Int16
+// column count, then per column Byte1 kind ('n' null, 'u' unchanged TOAST,
+// 't' text or 'b' binary followed by Int32 length and the value).
+func tupleLen(b []byte) (int, error) {
+	if len(b) < 2 {
+		return 0, errors.New("truncated tuple")
+	}
+	cols, off := int(binary.BigEndian.Uint16(b)), 2
+	for range cols {
+		if off >= len(b) {
+			return 0, errors.New("truncated tuple")
+		}
+		switch b[off] {
+		case 'n', 'u':
+			off++
+		case 't', 'b':
+			if len(b)-off < 5 {
+				return 0, errors.New("truncated tuple")
+			}
+			n := uint64(binary.BigEndian.Uint32(b[off+1:]))
+			if n > uint64(len(b)-off-5) {
+				return 0, errors.New("column value past the message end")
+			}
+			off += 5 + int(n)
+		default:
+			return 0, fmt.Errorf("unknown column kind %q", b[off])
+		}
+	}
+	return off, nil
+}
+
+// tupleColumn returns the text value of column i of a TupleData that
+// tupleLen accepted; false if it is NULL, unchanged TOAST, binary or
+// missing.
+func tupleColumn(t []byte, i int) (string, bool) {
+	cols, off := int(binary.BigEndian.Uint16(t)), 2
+	if i >= cols {
+		return "", false
+	}
+	for c := 0; ; c++ {
+		kind := t[off]
+		if kind == 'n' || kind == 'u' {
+			if c == i {
+				return "", false
+			}
+			off++
+			continue
+		}
+		n := int(binary.BigEndian.Uint32(t[off+1:]))
+		if c == i {
+			return string(t[off+5 : off+5+n]), kind == 't'
+		}
+		off += 5 + n
+	}
 }

@@ -81,3 +81,57 @@ func truncateMsg(oids ...uint32) []byte {
 	}
 	return b
 }
+
+// keyedRelationMsg is relationMsg with the columns in keys flagged as the
+// replica identity.
+func keyedRelationMsg(oid uint32, name string, cols []string, keys ...string) []byte {
+	b := []byte{'R'}
+	b = be32(b, oid)
+	b = cstr(b, "public")
+	b = cstr(b, name)
+	b = append(b, 'd')
+	b = be16(b, uint16(len(cols)))
+	for _, c := range cols {
+		flags := byte(0)
+		for _, k := range keys {
+			if k == c {
+				flags = 1
+			}
+		}
+		b = append(b, flags)
+		b = cstr(b, c)
+		b = be32(b, 23)
+		b = be32(b, 0xffffffff)
+	}
+	return b
+}
+
+// col is one column of a TupleData: kind 'n', 'u', 't' or 'b', and a value
+// for 't' and 'b'.
+type col struct {
+	kind  byte
+	value string
+}
+
+func tupleOf(b []byte, cols ...col) []byte {
+	b = be16(b, uint16(len(cols)))
+	for _, c := range cols {
+		b = append(b, c.kind)
+		if c.kind == 't' || c.kind == 'b' {
+			b = be32(b, uint32(len(c.value)))
+			b = append(b, c.value...)
+		}
+	}
+	return b
+}
+
+// rowMsg is an Insert, Update or Delete of table oid with tuples, each
+// after its tag ('N', 'K' or 'O').
+func rowMsg(kind byte, oid uint32, tuples ...any) []byte {
+	b := be32([]byte{kind}, oid)
+	for i := 0; i < len(tuples); i += 2 {
+		b = append(b, tuples[i].(byte))
+		b = tupleOf(b, tuples[i+1].([]col)...)
+	}
+	return b
+}
