@@ -29,6 +29,9 @@ type Analysis struct {
 	Reason    string   // why not a candidate: "FOR UPDATE", "several statements"...
 	Relations []RelRef // relations the candidate reads, sorted, deduplicated
 	Functions []string // functions the candidate calls (last name element), sorted, deduplicated
+	// RowParams: the candidate reads one table and nothing else, only
+	// rows with these column = parameter equalities.
+	RowParams []RowParam
 
 	// Write side, for every statement in the string (candidate or not).
 
@@ -46,6 +49,10 @@ type Analysis struct {
 	// Calls are the functions any of the statements calls (last name
 	// element), sorted, deduplicated: code a write may run.
 	Calls []string
+	// RowWrites: the string is one UPDATE or DELETE, and every row it
+	// writes satisfies these column = parameter equalities (on columns it
+	// does not set).
+	RowWrites []RowParam
 
 	// Session side, in statement order.
 	Session []SessionEffect
@@ -94,6 +101,9 @@ func Analyze(sql string) *Analysis {
 	}
 	a.Writes = sortedUnique(a.Writes)
 	a.Calls = sortedUnique(a.Calls)
+	if len(stmts) == 1 {
+		a.RowWrites = writeRows(stmts[0].GetStmt())
+	}
 	a.read(stmts, first)
 	return a
 }
@@ -121,6 +131,7 @@ func (a *Analysis) read(stmts []*pg_query.RawStmt, s *scan) {
 	a.Candidate = true
 	a.Relations = s.relations()
 	a.Functions = sortedUnique(s.funcs)
+	a.RowParams = readRows(stmt.GetSelectStmt(), s)
 }
 
 // Reasons a SELECT is not a candidate, most telling first: when a query
@@ -139,10 +150,11 @@ const (
 // scan is what one walk over a statement finds: the read side, for when
 // it is a SELECT, and what any statement may write or set.
 type scan struct {
-	rels    []RelRef
-	ctes    map[string]bool
-	funcs   []string
-	reasons [whyCount]string // first reason found of each kind
+	rels     []RelRef
+	ctes     map[string]bool
+	funcs    []string
+	sublinks int              // subqueries in expressions
+	reasons  [whyCount]string // first reason found of each kind
 
 	// dml are the targets of every INSERT, UPDATE, DELETE and MERGE: the
 	// statement itself, data-modifying CTEs, COPY (DELETE ...) TO. Whether
@@ -165,6 +177,8 @@ func (sc *scan) visit(m proto.Message) bool {
 		sc.rels = append(sc.rels, RelRef{Schema: n.GetSchemaname(), Name: n.GetRelname()})
 	case *pg_query.FuncCall:
 		sc.call(n)
+	case *pg_query.SubLink:
+		sc.sublinks++
 	case *pg_query.CommonTableExpr:
 		sc.cte(n)
 	case *pg_query.InsertStmt:

@@ -23,8 +23,12 @@ type RelInfo struct {
 	// policies, or column defaults and constraints that call user-defined
 	// functions.
 	RunsCode bool
-	Root     string   // relname of the topmost partitioned ancestor when this is a partition, else ""
-	Base     []string // for a view: relnames it reads, transitively through other views
+	// Key is the column of a single-column primary key, KeyType its type
+	// OID; "" and 0 without one.
+	Key     string
+	KeyType uint32
+	Root    string   // relname of the topmost partitioned ancestor when this is a partition, else ""
+	Base    []string // for a view: relnames it reads, transitively through other views
 }
 
 // FuncInfo is what the catalog says about one function of a name.
@@ -63,6 +67,9 @@ type Decision struct {
 	Tables    []string      // dependency relnames, sorted, deduplicated
 	TTL       time.Duration // 0 = until invalidated
 	Rule      int           // index of the matching rule, -1 if none
+	// Row, if set, ties the answer to one row of its one table: only a
+	// change of that row or of the whole table changes it.
+	Row *RowRead
 }
 
 // Decide combines an Analysis of sql with catalog facts and rules.
@@ -83,6 +90,11 @@ func Decide(a *Analysis, sql string, f Facts, rules []Rule, defaultTTL time.Dura
 		}
 	}
 	d := Decision{Cacheable: true, Reason: "cacheable", Tables: depNames(deps), TTL: defaultTTL, Rule: -1}
+	if len(a.Relations) == 1 && len(d.Tables) == 1 {
+		if r, ok := rowOf(a.Relations[0].Name, a.RowParams, f); ok && r.Table == d.Tables[0] {
+			d.Row = &r
+		}
+	}
 	i := slices.IndexFunc(rules, func(r Rule) bool { return r.matches(deps, sql) })
 	if i < 0 {
 		return d

@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/binary"
 
 	"github.com/sqlcache/sqlcache/cachepolicy"
+	"github.com/sqlcache/sqlcache/proxy/internal/cache"
 	"github.com/sqlcache/sqlcache/wire/pgwire"
 )
 
@@ -169,7 +171,7 @@ func (s *session) tryBatch() (bool, *fillState) {
 	if hasParse {
 		prefix = parseBind
 	}
-	hit, fill := s.lookup(p, s.keyBuf, prefix)
+	hit, fill := s.lookup(p, s.keyBuf, prefix, &bindParams{bind.Args, oids})
 	if hit && hasParse {
 		// The client now has an unnamed statement the backend has not
 		// seen; it is parsed there before anything else uses it.
@@ -201,7 +203,7 @@ func (s *session) tryDescribe() (bool, *fillState) {
 	}
 	s.keyBuf = s.appendKeyPrefix(s.keyBuf[:0], 'S')
 	s.keyBuf = cachepolicy.AppendKey(s.keyBuf, (*p).digest[:], parse.OIDs)
-	hit, fill := s.lookup(p, s.keyBuf, parseComplete)
+	hit, fill := s.lookup(p, s.keyBuf, parseComplete, nil)
 	if hit {
 		s.setStatement(parse, p, false)
 	}
@@ -299,18 +301,23 @@ func (s *session) track(typ byte, body []byte) {
 		if cur, ok := s.portals[string(bind.Portal)]; !ok || cur != st {
 			s.portals[string(bind.Portal)] = st
 		}
+		s.bindRow(st, bind)
 	case pgwire.MsgExecute:
 		portal, _, err := pgwire.ParseExecute(body)
 		st := s.portals[string(portal)]
+		var row *cache.Row
 		if err == nil && st != nil {
 			s.decideWrites(st.plan)
+			if r, ok := s.portalRows[string(portal)]; ok && (*st.plan).writeRow != nil {
+				row = &r
+			}
 		}
 		s.mu.Lock()
 		if err != nil || st == nil {
 			// Not knowing what runs, assume it may change anything.
 			s.cur.invalidateAll = true
 		} else {
-			s.cur.classify(*st.plan)
+			s.cur.classify(*st.plan, row)
 		}
 		s.mu.Unlock()
 	case pgwire.MsgClose:
@@ -322,8 +329,41 @@ func (s *session) track(typ byte, body []byte) {
 			delete(s.stmts, string(name))
 		} else {
 			delete(s.portals, string(name))
+			delete(s.portalRows, string(name))
 		}
 	}
+}
+
+// bindRow records, for a portal whose statement writes one row picked by
+// its primary key, which row its parameters pick.
+func (s *session) bindRow(st *stmtInfo, bind pgwire.BindBody) {
+	if st != nil {
+		s.decideWrites(st.plan)
+		if wr := (*st.plan).writeRow; wr != nil {
+			if row, ok := paramRow(*wr, bind.Args, st.oids); ok {
+				s.portalRows[string(bind.Portal)] = row
+				return
+			}
+		}
+	}
+	if len(s.portalRows) > 0 {
+		delete(s.portalRows, string(bind.Portal))
+	}
+}
+
+// paramRow returns the row a RowRead picks with the parameters of a Bind
+// (args) of a statement parsed with oids.
+func paramRow(r cachepolicy.RowRead, args, oids []byte) (cache.Row, bool) {
+	value, bin, null, err := pgwire.Param(args, r.Param-1)
+	if err != nil || null {
+		return cache.Row{}, false
+	}
+	var declared uint32
+	if len(oids) >= 2+4*r.Param && int(binary.BigEndian.Uint16(oids)) >= r.Param {
+		declared = binary.BigEndian.Uint32(oids[2+4*(r.Param-1):])
+	}
+	key, ok := cachepolicy.RowKey(r, value, bin, declared)
+	return cache.Row{Table: r.Table, Column: r.Column, Key: key}, ok
 }
 
 // trackUnknown records a message too large to look into.

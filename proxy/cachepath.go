@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sqlcache/sqlcache/cachepolicy"
+	"github.com/sqlcache/sqlcache/proxy/internal/cache"
 	"github.com/sqlcache/sqlcache/wire/pgwire"
 )
 
@@ -76,7 +77,7 @@ func (s *session) query(msg pgwire.Message) error {
 				s.keyBuf = s.appendKeyPrefix(s.keyBuf[:0], 'Q')
 				s.keyBuf = cachepolicy.AppendKey(s.keyBuf, (*held).digest[:])
 				var hit bool
-				if hit, fill = s.lookup(held, s.keyBuf, nil); hit {
+				if hit, fill = s.lookup(held, s.keyBuf, nil, nil); hit {
 					return nil
 				}
 			}
@@ -86,7 +87,7 @@ func (s *session) query(msg pgwire.Message) error {
 	if held != nil {
 		// After the lookup, which may have decided the plan.
 		s.decideWrites(held)
-		r.classify(*held)
+		r.classify(*held, nil)
 		if (*held).analysis.Statements > 0 {
 			// A simple Query destroys the unnamed statement.
 			delete(s.stmts, "")
@@ -157,7 +158,7 @@ func (s *session) cacheable() (bool, string) {
 // lookup answers a candidate from the cache when it can. On a hit it has
 // written the answer (prefix, the stored messages, ReadyForQuery) and
 // returns true. On a miss it may return a fill to capture the answer.
-func (s *session) lookup(held **plan, key []byte, prefix []byte) (bool, *fillState) {
+func (s *session) lookup(held **plan, key []byte, prefix []byte, params *bindParams) (bool, *fillState) {
 	m := s.p.metrics
 	ok, why := s.cacheable()
 	if !ok {
@@ -188,7 +189,7 @@ func (s *session) lookup(held **plan, key []byte, prefix []byte) (bool, *fillSta
 			}
 			return s.answer(prefix, v), nil
 		}
-		f := store.Begin(key, p.label, s.db, p.decision.Tables, p.decision.TTL)
+		f := s.begin(p, key, params)
 		if !f.Leader() && !waited {
 			// Another session is fetching this very answer: wait for
 			// it rather than ask the backend twice.
@@ -204,6 +205,22 @@ func (s *session) lookup(held **plan, key []byte, prefix []byte) (bool, *fillSta
 		m.misses.Inc()
 		return false, &fillState{f: f, max: s.p.maxEntryBytes, begun: time.Now()}
 	}
+}
+
+// bindParams are the parameters of a Bind and the parameter types of its
+// statement, as in the Parse.
+type bindParams struct{ args, oids []byte }
+
+// begin starts the fill of a miss: of one row when the decision ties the
+// answer to one and the parameters say which.
+func (s *session) begin(p *plan, key []byte, params *bindParams) *cache.Fill {
+	d := p.decision
+	if d.Row != nil && params != nil {
+		if row, ok := paramRow(*d.Row, params.args, params.oids); ok {
+			return s.p.store.BeginRow(key, p.label, s.db, row, d.TTL)
+		}
+	}
+	return s.p.store.Begin(key, p.label, s.db, d.Tables, d.TTL)
 }
 
 // streamFresh checks that the database's change stream is connected and

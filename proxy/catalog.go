@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -230,12 +231,13 @@ func (d *dbCatalog) lookupViews(ctx context.Context, conn *pgx.Conn, views map[u
 	var bases []baseRow
 	for rows.Next() {
 		var b baseRow
-		var kind string
-		if err := rows.Scan(&b.view, &b.base.Name, &b.base.Schema, &kind, &b.base.Temp, &b.base.Unlogged, &b.base.System, &b.base.RunsCode, &b.base.Root, &b.family, &b.oid); err != nil {
+		var kind, bkey string
+		if err := rows.Scan(&b.view, &b.base.Name, &b.base.Schema, &kind, &b.base.Temp, &b.base.Unlogged, &b.base.System, &b.base.RunsCode, &bkey, &b.base.Root, &b.family, &b.oid); err != nil {
 			rows.Close()
 			return fmt.Errorf("catalog view dependencies: %w", err)
 		}
 		b.base.Kind = kind[0]
+		b.base.KeyType, b.base.Key = primaryKey(bkey)
 		bases = append(bases, b)
 	}
 	rows.Close()
@@ -330,7 +332,8 @@ func (c *catalog) connect(ctx context.Context, d *dbCatalog, db string) (*pgx.Co
 
 // relColumns are the columns that describe a relation c in n, after its name
 // and schema: kind, temporary, unlogged, system, whether a write to it may
-// run code (cachepolicy.RelInfo.RunsCode), partition root, and its family: its
+// run code (cachepolicy.RelInfo.RunsCode), its single-column primary key
+// ("typeoid name"), partition root, and its family: its
 // partitions or inheritance children and its ancestors, transitively.
 // Reading a parent reads its children's rows, and a write through a parent
 // may change a child's, so an answer depends on the whole family.
@@ -343,6 +346,9 @@ const relColumns = `c.relkind::text, c.relpersistence = 't', c.relpersistence = 
                   AND d.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid = c.oid)
                 OR d.classid = 'pg_constraint'::regclass
                   AND d.objid IN (SELECT oid FROM pg_constraint WHERE conrelid = c.oid))),
+       coalesce((SELECT a.atttypid::text || ' ' || a.attname
+                 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                 WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnkeyatts = 1), ''),
        coalesce((SELECT r.relname FROM pg_class r
                  WHERE c.relispartition AND r.oid = pg_partition_root(c.oid)), ''),
        ARRAY(WITH RECURSIVE
@@ -392,18 +398,33 @@ func lookupRelations(ctx context.Context, conn *pgx.Conn, names []string, rels m
 	views := make(map[uint32]viewRef)
 	for rows.Next() {
 		var ri cachepolicy.RelInfo
-		var kind string
+		var kind, key string
 		var oid uint32
-		if err := rows.Scan(&ri.Name, &ri.Schema, &kind, &ri.Temp, &ri.Unlogged, &ri.System, &ri.RunsCode, &ri.Root, &ri.Base, &oid); err != nil {
+		if err := rows.Scan(&ri.Name, &ri.Schema, &kind, &ri.Temp, &ri.Unlogged, &ri.System, &ri.RunsCode, &key, &ri.Root, &ri.Base, &oid); err != nil {
 			return nil, fmt.Errorf("catalog relations: %w", err)
 		}
 		ri.Kind = kind[0]
+		ri.KeyType, ri.Key = primaryKey(key)
 		rels[ri.Name] = append(rels[ri.Name], ri)
 		if ri.Kind == 'v' {
 			views[oid] = viewRef{name: ri.Name, index: len(rels[ri.Name]) - 1}
 		}
 	}
 	return views, rows.Err()
+}
+
+// primaryKey splits the catalog's "typeoid name" of a single-column
+// primary key; "" gives none.
+func primaryKey(s string) (uint32, string) {
+	oid, name, ok := strings.Cut(s, " ")
+	if !ok {
+		return 0, ""
+	}
+	n, err := strconv.ParseUint(oid, 10, 32)
+	if err != nil {
+		return 0, ""
+	}
+	return uint32(n), name
 }
 
 type viewRef struct {

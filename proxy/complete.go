@@ -3,6 +3,7 @@ package proxy
 import (
 	"time"
 
+	"github.com/sqlcache/sqlcache/proxy/internal/cache"
 	"github.com/sqlcache/sqlcache/wire/pgwire"
 )
 
@@ -14,10 +15,11 @@ import (
 // was open. Backend loop only.
 func (s *session) invalidate(r *request, txEnded bool) {
 	var writes []string
+	var rows []cache.Row
 	all := s.txAll
 	if r != nil {
 		s.mu.Lock()
-		writes = r.writes
+		writes, rows = r.writes, r.rows
 		all = all || r.invalidateAll || r.unparsed && !r.failed
 		s.mu.Unlock()
 	}
@@ -32,7 +34,13 @@ func (s *session) invalidate(r *request, txEnded bool) {
 		for t := range s.txWrites {
 			m.invalidations.WithLabelValues("write").Add(float64(store.InvalidateTable(s.db, t)))
 		}
-		if len(writes) > 0 {
+		for _, row := range rows {
+			m.invalidations.WithLabelValues("write").Add(float64(store.InvalidateRows(s.db, row.Table, row.Column, []string{row.Key})))
+		}
+		for row := range s.txRows {
+			m.invalidations.WithLabelValues("write").Add(float64(store.InvalidateRows(s.db, row.Table, row.Column, []string{row.Key})))
+		}
+		if len(writes) > 0 || len(rows) > 0 {
 			m.invalidationEvents.WithLabelValues("write").Inc()
 		}
 	}
@@ -48,11 +56,15 @@ func (s *session) invalidate(r *request, txEnded bool) {
 			s.mu.Unlock()
 		}
 		clear(s.txWrites)
+		clear(s.txRows)
 		s.txAll, s.txMayWrite = false, false
 		return
 	}
 	for _, t := range writes {
 		s.txWrites[t] = struct{}{}
+	}
+	for _, row := range rows {
+		s.txRows[row] = struct{}{}
 	}
 	s.txAll = all
 }

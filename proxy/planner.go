@@ -32,7 +32,10 @@ type plan struct {
 	// writesOnly: (decided) the statements write, and change nothing but
 	// the relations they name (cachepolicy.WritesOnlyNamed).
 	writesOnly bool
-	epoch      uint64 // the database's catalog epoch when decided
+	// writeRow: (decided) the statement writes one row of one table,
+	// picked by its primary key (cachepolicy.WriteRow).
+	writeRow *cachepolicy.RowRead
+	epoch    uint64 // the database's catalog epoch when decided
 }
 
 // planner builds and caches plans per database.
@@ -161,6 +164,9 @@ func (pl *planner) decide(ctx context.Context, db string, p *plan) *plan {
 				return np
 			}
 			np.writesOnly = cachepolicy.WritesOnlyNamed(a, facts)
+			if r, ok := cachepolicy.WriteRow(a, facts); ok {
+				np.writeRow = &r
+			}
 		}
 		pl.plans.Add(planKey{db, p.sql}, np)
 		return np

@@ -20,9 +20,10 @@ type request struct {
 	// inTx: the session was in a transaction block when this was sent.
 	inTx bool
 
-	writes        []string // (mu) tables whose data or definition may change
-	invalidateAll bool     // (mu) the request may change anything in the database
-	catalogChange bool     // (mu) DDL: forget catalog decisions
+	writes        []string    // (mu) tables whose data or definition may change
+	rows          []cache.Row // (mu) rows that may change (of tables not in writes)
+	invalidateAll bool        // (mu) the request may change anything in the database
+	catalogChange bool        // (mu) DDL: forget catalog decisions
 	// unparsed: (mu) a statement sqlcache's parser could not read; if the
 	// backend ran it, it may have changed anything.
 	unparsed bool
@@ -37,11 +38,15 @@ type request struct {
 	failed bool // backend loop: an ErrorResponse was seen
 }
 
-// classify adds what a statement does to r. The caller holds s.mu if r is
-// queued.
-func (r *request) classify(p *plan) {
+// classify adds what a statement does to r: if row is not nil, the
+// statement writes only that row. The caller holds s.mu if r is queued.
+func (r *request) classify(p *plan, row *cache.Row) {
 	a := p.analysis
-	r.writes = append(r.writes, a.Writes...)
+	if row != nil {
+		r.rows = append(r.rows, *row)
+	} else {
+		r.writes = append(r.writes, a.Writes...)
+	}
 	r.unparsed = r.unparsed || a.ParseError != nil
 	// A SELECT whose functions were found cacheable cannot write, and
 	// writes that change nothing but the tables named are invalidated

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sqlcache/sqlcache/invalidator/pglogical"
+	"github.com/sqlcache/sqlcache/proxy/internal/cache"
 	"github.com/sqlcache/sqlcache/wire/pgwire"
 )
 
@@ -69,18 +70,22 @@ type session struct {
 	batch   batch
 	stmts   map[string]*stmtInfo // prepared statements by name
 	portals map[string]*stmtInfo // portals by name → their statement
-	plans   map[string]**plan    // plans of the SQL texts this session used
-	spare   *plan                // holds a simple Query's plan when plans is full
-	keyBuf  []byte
-	cur     *request // the extended batch being relayed, until its Sync
+	// portalRows: the row a portal's statement writes, when it writes one
+	// row picked by its primary key.
+	portalRows map[string]cache.Row
+	plans      map[string]**plan // plans of the SQL texts this session used
+	spare      *plan             // holds a simple Query's plan when plans is full
+	keyBuf     []byte
+	cur        *request // the extended batch being relayed, until its Sync
 
 	stream *pglogical.Stream // the database's change stream; nil without one
 
 	// Backend loop only.
 	sawFatal   bool
-	txMayWrite bool                // the open transaction ran something that may write
-	txWrites   map[string]struct{} // tables written in the open transaction
-	txAll      bool                // the open transaction may have changed anything
+	txMayWrite bool                   // the open transaction ran something that may write
+	txWrites   map[string]struct{}    // tables written in the open transaction
+	txRows     map[cache.Row]struct{} // rows written in the open transaction
+	txAll      bool                   // the open transaction may have changed anything
 
 	nToBackend int // bytes since the last metrics update; client loop only
 	nToClient  int // guarded by wmu
@@ -89,16 +94,18 @@ type session struct {
 func newSession(p *Proxy, conn net.Conn) *session {
 	id := p.nextID.Add(1)
 	return &session{
-		p:        p,
-		id:       id,
-		log:      p.log.With("session", id, "client", conn.RemoteAddr().String()),
-		client:   conn,
-		cr:       pgwire.NewReader(conn, p.cfg.MaxMessageBytes),
-		cw:       bufio.NewWriterSize(conn, writeBufferSize),
-		stmts:    make(map[string]*stmtInfo),
-		portals:  make(map[string]*stmtInfo),
-		plans:    make(map[string]**plan),
-		txWrites: make(map[string]struct{}),
+		p:          p,
+		id:         id,
+		log:        p.log.With("session", id, "client", conn.RemoteAddr().String()),
+		client:     conn,
+		cr:         pgwire.NewReader(conn, p.cfg.MaxMessageBytes),
+		cw:         bufio.NewWriterSize(conn, writeBufferSize),
+		stmts:      make(map[string]*stmtInfo),
+		portals:    make(map[string]*stmtInfo),
+		portalRows: make(map[string]cache.Row),
+		plans:      make(map[string]**plan),
+		txWrites:   make(map[string]struct{}),
+		txRows:     make(map[cache.Row]struct{}),
 	}
 }
 

@@ -127,6 +127,10 @@ func (h streamHandler) Reset(db string) {
 func (h streamHandler) Apply(db string, changes []invalidator.Change) {
 	n := 0
 	for _, c := range changes {
+		if c.Kind == invalidator.Data && c.KeyColumn != "" {
+			n += h.p.store.InvalidateRows(db, c.Table, c.KeyColumn, c.Keys)
+			continue
+		}
 		n += h.p.store.InvalidateTable(db, c.Table)
 		if c.Kind == invalidator.Schema {
 			h.p.planner.forget(db)

@@ -166,7 +166,7 @@ func (d *decoder) relation(m *pglogrepl.RelationMessage, pos uint64) step {
 // rows when the table has a single-column replica identity.
 func (d *decoder) markRows(m *rowChange) error {
 	r, ok := d.rels[m.oid]
-	if !ok || r.key < 0 {
+	if !ok || r.key < 0 || m.large {
 		return d.mark(m.what(), m.oid, invalidator.Data, nil)
 	}
 	keys := make([]string, 0, len(m.tuples))
@@ -267,8 +267,15 @@ func parseMessage(data []byte) (msg pglogrepl.Message, err error) {
 type rowChange struct {
 	kind   pglogrepl.MessageType
 	oid    uint32
-	tuples [][]byte // each a TupleData, checked to be well formed
+	tuples [][]byte // each a TupleData, checked to be well formed; copied
+	// large: a tuple was over maxTupleCopy and tuples is empty, so the
+	// rows are not known.
+	large bool
 }
+
+// maxTupleCopy bounds the bytes of a row change kept for decoding its key
+// later (the message's buffer is reused by the next receive).
+const maxTupleCopy = 8 << 10
 
 func (m *rowChange) Type() pglogrepl.MessageType { return m.kind }
 
@@ -299,13 +306,17 @@ func parseRowChange(data []byte) (pglogrepl.Message, error) {
 		if err != nil {
 			return nil, bad(err.Error())
 		}
-		m.tuples = append(m.tuples, rest[1:1+n])
+		if n > maxTupleCopy || m.large {
+			m.large, m.tuples = true, nil
+		} else {
+			m.tuples = append(m.tuples, slices.Clone(rest[1:1+n]))
+		}
 		rest = rest[1+n:]
 		if tag == 'N' && len(rest) > 0 {
 			return nil, bad("data after the new tuple")
 		}
 	}
-	if len(m.tuples) == 0 {
+	if len(m.tuples) == 0 && !m.large {
 		return nil, bad("no tuple")
 	}
 	return m, nil

@@ -224,6 +224,7 @@ func FuzzDecodeCopyData(f *testing.F) {
 		insertMsg(16384), updateMsg(16384), deleteMsg(16384), truncateMsg(16384, 16385),
 		{'Y', 0, 0, 0, 23, 'p', 0, 'i', 0},                        // type 23, "p"."i"
 		{'M', 1, 0, 0, 0, 0, 0, 0, 0, 9, 'p', 0, 0, 0, 0, 1, 'x'}, // transactional message
+		rowMsg('U', 16384, byte('K'), []col{{'t', "1"}, {'n', ""}}, byte('N'), []col{{'t', "2"}, {'u', ""}}),
 	} {
 		f.Add(xlogData(1, 2, m))
 	}
@@ -235,13 +236,15 @@ func FuzzDecodeCopyData(f *testing.F) {
 			return
 		}
 		d := newDecoder()
-		for _, raw := range [][]byte{relationMsg(16384, "public", "t", "id"), beginMsg(90, 7)} {
+		// A key column, so that the tuples are looked into.
+		for _, raw := range [][]byte{keyedRelationMsg(16384, "t", []string{"id", "v"}, "id"), beginMsg(90, 7)} {
 			msg, _ := parseMessage(raw)
 			if _, err := d.decode(msg, 1); err != nil {
 				t.Fatal(err)
 			}
 		}
 		d.decode(ev.msg, ev.walStart) // must not panic
+		d.decode(ev.msg, ev.walStart) // nor merging with a change before
 	})
 }
 

@@ -2,6 +2,8 @@ package pglogical
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -52,6 +54,7 @@ func TestDecoderKeys(t *testing.T) {
 			rowMsg('I', ta, byte('N'), row("2", "x")),
 		}, data()},
 		{"too many keys", keyed, many, data()},
+		{"large row", keyed, [][]byte{rowMsg('I', ta, byte('N'), row("1", strings.Repeat("x", maxTupleCopy)))}, data()},
 		{"no key column", relationMsg(ta, "public", "a", "id", "v"), [][]byte{rowMsg('I', ta, byte('N'), row("1", "x"))}, data()},
 		{"identity FULL: all columns", keyedRelationMsg(ta, "a", []string{"id", "v"}, "id", "v"),
 			[][]byte{rowMsg('D', ta, byte('O'), row("1", "x"))}, data()},
@@ -62,10 +65,14 @@ func TestDecoderKeys(t *testing.T) {
 			msgs = append(msgs, commitMsg(90, 100))
 			var got []invalidator.Change
 			for i, raw := range msgs {
+				raw = slices.Clone(raw)
 				msg, err := parseMessage(raw)
 				if err != nil {
 					t.Fatalf("message %d: %v", i, err)
 				}
+				// The receive buffer is reused before the message is
+				// decoded.
+				clear(raw)
 				st, err := d.decode(msg, uint64(i+1))
 				if err != nil {
 					t.Fatalf("message %d: %v", i, err)

@@ -139,6 +139,52 @@ func ParameterStatus(body []byte) (name, value []byte, err error) {
 	return name, value, nil
 }
 
+// Param returns parameter i (0-based) of the Args of a Bind: its value,
+// whether it is in binary format, and whether it is NULL. It returns
+// ErrMalformed if args do not hold that many parameters or their format
+// codes are not 0, 1 or one per parameter.
+func Param(args []byte, i int) (value []byte, binaryFormat, null bool, err error) {
+	if len(args) < 2 || i < 0 {
+		return nil, false, false, ErrMalformed
+	}
+	nf := int(binary.BigEndian.Uint16(args))
+	if len(args) < 2+2*nf+2 {
+		return nil, false, false, ErrMalformed
+	}
+	formats := args[2 : 2+2*nf]
+	rest := args[2+2*nf:]
+	nv := int(binary.BigEndian.Uint16(rest))
+	rest = rest[2:]
+	if i >= nv || nf > 1 && nf != nv {
+		return nil, false, false, ErrMalformed
+	}
+	switch {
+	case nf == 1:
+		binaryFormat = binary.BigEndian.Uint16(formats) == 1
+	case nf > 1:
+		binaryFormat = binary.BigEndian.Uint16(formats[2*i:]) == 1
+	}
+	for j := 0; ; j++ {
+		if len(rest) < 4 {
+			return nil, false, false, ErrMalformed
+		}
+		n := int(int32(binary.BigEndian.Uint32(rest)))
+		rest = rest[4:]
+		if n > len(rest) {
+			return nil, false, false, ErrMalformed
+		}
+		if j == i {
+			if n < 0 {
+				return nil, binaryFormat, true, nil
+			}
+			return rest[:n], binaryFormat, false, nil
+		}
+		if n > 0 {
+			rest = rest[n:]
+		}
+	}
+}
+
 // AnyTextParam reports whether pred holds for the value of any non-NULL
 // parameter sent in text format, given the Args of a Bind.
 func AnyTextParam(args []byte, pred func(value []byte) bool) (bool, error) {

@@ -1,0 +1,228 @@
+package cachepolicy
+
+import (
+	"encoding/binary"
+	"slices"
+	"strconv"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+)
+
+// RowParam is an equality `column = $Param` at the top level of a
+// statement's WHERE clause (alone or among ANDed conditions): every row the
+// statement reads or writes has the parameter's value in that column.
+type RowParam struct {
+	Column string
+	Param  int // 1-based, as in $1
+}
+
+// RowRead is how a cacheable answer is tied to one row: it reads nothing
+// but the row (if any) of Table whose primary key Column equals parameter
+// Param, and only a change of that row, or of the whole table, changes it.
+type RowRead struct {
+	Table   string
+	Column  string
+	Param   int
+	KeyType uint32 // the key column's type OID: int2, int4 or int8
+}
+
+// Type OIDs of the key columns rows are tracked by.
+const (
+	oidInt8    = 20
+	oidInt2    = 21
+	oidInt4    = 23
+	oidUnknown = 705
+)
+
+// rowFilters returns the RowParams of a WHERE clause over a relation that
+// the statement names name (or alias).
+func rowFilters(where *pg_query.Node, name, alias string) []RowParam {
+	conds := []*pg_query.Node{where}
+	if b := where.GetBoolExpr(); b != nil {
+		if b.GetBoolop() != pg_query.BoolExprType_AND_EXPR {
+			return nil
+		}
+		conds = b.GetArgs()
+	}
+	var out []RowParam
+	for _, c := range conds {
+		e := c.GetAExpr()
+		if e == nil || e.GetKind() != pg_query.A_Expr_Kind_AEXPR_OP || len(e.GetName()) != 1 ||
+			e.GetName()[0].GetString_().GetSval() != "=" {
+			continue
+		}
+		col, param := e.GetLexpr(), e.GetRexpr()
+		if col.GetColumnRef() == nil {
+			col, param = param, col
+		}
+		p := param.GetParamRef()
+		if p == nil || p.GetNumber() < 1 {
+			continue
+		}
+		if column, ok := columnOf(col.GetColumnRef(), name, alias); ok {
+			out = append(out, RowParam{Column: column, Param: int(p.GetNumber())})
+		}
+	}
+	return out
+}
+
+// columnOf returns the column a reference names, if it is one of the
+// relation's: `col`, or `name.col` / `alias.col`.
+func columnOf(ref *pg_query.ColumnRef, name, alias string) (string, bool) {
+	var parts []string
+	for _, f := range ref.GetFields() {
+		s := f.GetString_()
+		if s == nil {
+			return "", false // a star
+		}
+		parts = append(parts, s.GetSval())
+	}
+	switch {
+	case len(parts) == 1:
+		return parts[0], true
+	case len(parts) == 2 && (alias != "" && parts[0] == alias || alias == "" && parts[0] == name):
+		return parts[1], true
+	}
+	return "", false
+}
+
+// readRows returns the RowParams of a candidate SELECT that reads one
+// table and nothing else: no joins, subqueries, CTEs or set operations,
+// so that its answer depends on the rows its WHERE clause selects.
+func readRows(sel *pg_query.SelectStmt, sc *scan) []RowParam {
+	if sel.GetOp() != pg_query.SetOperation_SETOP_NONE || sel.GetWithClause() != nil ||
+		sc.sublinks > 0 || len(sc.rels) != 1 || len(sel.GetFromClause()) != 1 || sel.GetWhereClause() == nil {
+		return nil
+	}
+	rv := sel.GetFromClause()[0].GetRangeVar()
+	if rv == nil {
+		return nil
+	}
+	return rowFilters(sel.GetWhereClause(), rv.GetRelname(), rv.GetAlias().GetAliasname())
+}
+
+// writeRows returns the RowParams of an UPDATE or DELETE statement: the
+// rows it writes all satisfy them. An UPDATE that sets a column gives no
+// RowParam of that column: the row's key may change.
+func writeRows(stmt *pg_query.Node) []RowParam {
+	var rv *pg_query.RangeVar
+	var where *pg_query.Node
+	var set []string
+	switch {
+	case stmt.GetUpdateStmt() != nil:
+		u := stmt.GetUpdateStmt()
+		if u.GetWithClause() != nil {
+			return nil
+		}
+		rv, where = u.GetRelation(), u.GetWhereClause()
+		for _, t := range u.GetTargetList() {
+			set = append(set, t.GetResTarget().GetName())
+		}
+	case stmt.GetDeleteStmt() != nil:
+		d := stmt.GetDeleteStmt()
+		if d.GetWithClause() != nil {
+			return nil
+		}
+		rv, where = d.GetRelation(), d.GetWhereClause()
+	default:
+		return nil
+	}
+	if rv == nil || where == nil {
+		return nil
+	}
+	var out []RowParam
+	for _, p := range rowFilters(where, rv.GetRelname(), rv.GetAlias().GetAliasname()) {
+		if !slices.Contains(set, p.Column) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// keyedTable returns the key column and type of the one relation of a
+// name that Facts describe, if rows of it can be tracked: an ordinary
+// table, not a partition or inheritance parent or child, with a
+// single-column integer primary key.
+func keyedTable(name string, f Facts) (RelInfo, bool) {
+	infos := f.Relations[name]
+	if len(infos) != 1 {
+		return RelInfo{}, false
+	}
+	ri := infos[0]
+	if ri.Kind != 'r' || ri.Temp || ri.Root != "" || len(ri.Base) > 0 || ri.Key == "" {
+		return RelInfo{}, false
+	}
+	switch ri.KeyType {
+	case oidInt2, oidInt4, oidInt8:
+		return ri, true
+	}
+	return RelInfo{}, false
+}
+
+// rowOf picks, among params, the one on the table's primary key.
+func rowOf(table string, params []RowParam, f Facts) (RowRead, bool) {
+	ri, ok := keyedTable(table, f)
+	if !ok {
+		return RowRead{}, false
+	}
+	for _, p := range params {
+		if p.Column == ri.Key {
+			return RowRead{Table: table, Column: ri.Key, Param: p.Param, KeyType: ri.KeyType}, true
+		}
+	}
+	return RowRead{}, false
+}
+
+// WriteRow reports whether a's statement writes only the row of one table
+// picked by its primary key: an UPDATE or DELETE with `key = $n` among the
+// ANDed conditions of its WHERE clause that does not set the key. f must
+// describe a.Writes.
+func WriteRow(a *Analysis, f Facts) (RowRead, bool) {
+	if a.Statements != 1 || len(a.Writes) != 1 || a.InvalidateAll || a.CatalogChange || len(a.RowWrites) == 0 {
+		return RowRead{}, false
+	}
+	return rowOf(a.Writes[0], a.RowWrites, f)
+}
+
+// RowKey returns the canonical key of a parameter value for a RowRead:
+// the integer in decimal, as PostgreSQL prints it (and the change stream
+// carries it). declared is the parameter's type OID from Parse (0 if the
+// server infers it), binary its format. It returns false for a value it
+// cannot read with certainty, which must then not be tied to a row.
+func RowKey(r RowRead, value []byte, binaryFormat bool, declared uint32) (string, bool) {
+	typ := r.KeyType
+	switch declared {
+	case 0, oidUnknown:
+	case oidInt2, oidInt4, oidInt8:
+		typ = declared
+	default:
+		return "", false
+	}
+	var v int64
+	if binaryFormat {
+		switch {
+		case typ == oidInt2 && len(value) == 2:
+			v = int64(int16(binary.BigEndian.Uint16(value)))
+		case typ == oidInt4 && len(value) == 4:
+			v = int64(int32(binary.BigEndian.Uint32(value)))
+		case typ == oidInt8 && len(value) == 8:
+			v = int64(binary.BigEndian.Uint64(value))
+		default:
+			return "", false
+		}
+		return strconv.FormatInt(v, 10), true
+	}
+	// PostgreSQL's integer input skips surrounding whitespace and takes a
+	// sign and leading zeros; anything fancier is left alone.
+	s := strings.Trim(string(value), " \t\n\r\v\f")
+	s = strings.TrimPrefix(s, "+")
+	if s == "" || s[0] == '+' {
+		return "", false
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return "", false
+	}
+	return strconv.FormatInt(v, 10), true
+}

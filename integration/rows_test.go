@@ -1,0 +1,126 @@
+package integration
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestRowInvalidation: answers that read one row by primary key survive
+// writes of other rows, through sqlcache and directly on PostgreSQL, and
+// never outlive a change of their own row: updates, key changes, inserts
+// and deletes. Answers that read more than one row go with any change.
+func TestRowInvalidation(t *testing.T) {
+	pg, sc := startCache(t, nil)
+	pg.Exec(t, `CREATE TABLE kv (id int PRIMARY KEY, v int NOT NULL)`)
+	pg.Exec(t, `INSERT INTO kv SELECT g, 0 FROM generate_series(1, 5) g`)
+	waitApplied(t, sc)
+	conn := connect(t, sc.URL("postgres", "", "postgres"))
+	ctx := t.Context()
+
+	// get reads row id through sqlcache: with a binary parameter (pgx
+	// sends an int so) or a text one (a string); "none" if absent.
+	get := func(id any) string {
+		t.Helper()
+		var v int
+		err := conn.QueryRow(ctx, `SELECT v FROM kv WHERE id = $1`, id).Scan(&v)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "none"
+		}
+		if err != nil {
+			t.Fatalf("read id %v: %v", id, err)
+		}
+		return fmt.Sprint(v)
+	}
+	sum := func() string {
+		t.Helper()
+		var s int
+		if err := conn.QueryRow(ctx, `SELECT sum(v)::int FROM kv WHERE id > $1`, 0).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(s)
+	}
+	hits := func() float64 { return metricValue(t, sc, "sqlcache_cache_hits_total") }
+	// cached checks that f's answer is cached: asked twice, the second
+	// time is a hit.
+	cached := func(what string, f func() string) {
+		t.Helper()
+		f()
+		h := hits()
+		f()
+		if hits() == h {
+			t.Fatalf("%s is not answered from the cache", what)
+		}
+	}
+	// stillHit checks that f is answered from the cache with want.
+	stillHit := func(what string, f func() string, want string) {
+		t.Helper()
+		h := hits()
+		if got := f(); got != want {
+			t.Errorf("%s = %s; want %s", what, got, want)
+		}
+		if hits() == h {
+			t.Errorf("%s was not a hit: a change of another row dropped it", what)
+		}
+	}
+
+	t.Run("write through sqlcache", func(t *testing.T) {
+		cached("row 1", func() string { return get(1) })
+		cached("row 2", func() string { return get(2) })
+		cached("row 2, text parameter", func() string { return get("2") })
+		cached("sum", sum)
+		if _, err := conn.Exec(ctx, `UPDATE kv SET v = v + 1 WHERE id = $1`, 1); err != nil {
+			t.Fatal(err)
+		}
+		if got := get(1); got != "1" {
+			t.Errorf("row 1 after its update = %s; want 1", got)
+		}
+		if got := sum(); got != "1" {
+			t.Errorf("sum after an update = %s; want 1", got)
+		}
+		stillHit("row 2", func() string { return get(2) }, "0")
+		stillHit("row 2, text parameter", func() string { return get("2") }, "0")
+	})
+
+	t.Run("writes on PostgreSQL", func(t *testing.T) {
+		for _, tc := range []struct {
+			name, write string
+			id          int
+			want        string
+		}{
+			{"update", `UPDATE kv SET v = 7 WHERE id = 3`, 3, "7"},
+			{"delete", `DELETE FROM kv WHERE id = 4`, 4, "none"},
+			{"insert", `INSERT INTO kv VALUES (6, 6)`, 6, "6"},
+			{"key moves away", `UPDATE kv SET id = 60 WHERE id = 5`, 5, "none"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				cached("row", func() string { return get(tc.id) })
+				cached("row 2", func() string { return get(2) })
+				pg.Exec(t, tc.write)
+				d := eventually(t, 5*time.Second, func() (string, error) { return get(tc.id), nil }, tc.want)
+				if d > time.Second {
+					t.Errorf("the change showed after %v; want within 1s", d)
+				}
+				stillHit("row 2", func() string { return get(2) }, "0")
+			})
+		}
+		// The moved row arrives under its new key too.
+		eventually(t, 5*time.Second, func() (string, error) { return get(60), nil }, "0")
+	})
+
+	t.Run("whole-table changes", func(t *testing.T) {
+		cached("row 2", func() string { return get(2) })
+		pg.Exec(t, `UPDATE kv SET v = 9`)
+		eventually(t, 5*time.Second, func() (string, error) { return get(2), nil }, "9")
+		cached("row 2", func() string { return get(2) })
+		if _, err := conn.Exec(ctx, `UPDATE kv SET v = 10 WHERE v = 9`); err != nil {
+			t.Fatal(err)
+		}
+		if got := get(2); got != "10" {
+			t.Errorf("row 2 after an update of every row through sqlcache = %s; want 10", got)
+		}
+	})
+}
