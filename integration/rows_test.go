@@ -3,6 +3,7 @@ package integration
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,6 +110,18 @@ func TestRowInvalidation(t *testing.T) {
 		}
 		// The moved row arrives under its new key too.
 		eventually(t, 5*time.Second, func() (string, error) { return get(60), nil }, "0")
+	})
+
+	t.Run("explain", func(t *testing.T) {
+		for _, tc := range []struct{ sql, want string }{
+			{`SELECT v FROM kv WHERE id = $1`, "row:       kv.id = $1"},
+			{`UPDATE kv SET v = $2 WHERE id = $1`, "row:       kv.id = $1"},
+		} {
+			out, code := RunSqlcache(t, "explain", "--config", sc.ConfigFile, tc.sql)
+			if code != 0 || !strings.Contains(out, tc.want) {
+				t.Errorf("explain %q: exit %d:\n%s\nwant %q in it", tc.sql, code, out, tc.want)
+			}
+		}
 	})
 
 	t.Run("whole-table changes", func(t *testing.T) {

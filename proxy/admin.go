@@ -116,6 +116,8 @@ type Explanation struct {
 	Reason    string   `json:"reason"`
 	Tables    []string `json:"tables"`
 	Writes    []string `json:"writes,omitempty"`
+	// Row, for an answer or a write tied to one row: "table.key = $n".
+	Row string `json:"row,omitempty"`
 	// OwnWriteWait is set for a statement that writes when the change
 	// stream keeps the cache current: whether the writing session's next
 	// cache read waits for the stream, which alone sees what triggers,
@@ -144,6 +146,11 @@ func (p *Proxy) Explain(ctx context.Context, db, sql string) Explanation {
 	}
 	if d.TTL > 0 {
 		e.TTL = d.TTL.String()
+	}
+	if r := d.Row; r != nil {
+		e.Row = fmt.Sprintf("%s.%s = $%d", r.Table, r.Column, r.Param)
+	} else if r := pl.writeRow; r != nil {
+		e.Row = fmt.Sprintf("%s.%s = $%d", r.Table, r.Column, r.Param)
 	}
 	if p.planner.streamed && mayWrite(pl.analysis) && !d.Cacheable {
 		wait := !pl.writesOnly

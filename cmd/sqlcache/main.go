@@ -314,6 +314,9 @@ reason, the tables its answer depends on, and its TTL.`,
 		if len(e.Writes) > 0 {
 			fmt.Fprintf(stdout, "writes:    %s\n", strings.Join(e.Writes, ", "))
 		}
+		if e.Row != "" {
+			fmt.Fprintf(stdout, "row:       %s (invalidated by changes of that row only)\n", e.Row)
+		}
 		if e.OwnWriteWait != nil {
 			next := "served at once (it changes only the tables it names)"
 			if *e.OwnWriteWait {
