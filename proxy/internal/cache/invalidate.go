@@ -11,8 +11,9 @@ type dbIndex struct {
 	rows    map[string]rowIndex            // row entries, by table
 }
 
-// rowIndex holds one table's row entries by column, then by key.
-type rowIndex map[string]map[string]map[*entry]struct{}
+// rowIndex holds one table's row entries by column, then by key: the
+// first entry of the row, the others linked from it (entry.rowNext).
+type rowIndex map[string]map[string]*entry
 
 // index adds e to the indexes. s.mu must be held.
 func (s *Store) index(e *entry) {
@@ -35,15 +36,13 @@ func (s *Store) index(e *entry) {
 		}
 		keys := ri[r.column]
 		if keys == nil {
-			keys = make(map[string]map[*entry]struct{})
+			keys = make(map[string]*entry)
 			ri[r.column] = keys
 		}
-		set := keys[r.key]
-		if set == nil {
-			set = make(map[*entry]struct{}, 1)
-			keys[r.key] = set
+		if head := keys[r.key]; head != nil {
+			e.rowNext, head.rowPrev = head, e
 		}
-		set[e] = struct{}{}
+		keys[r.key] = e
 		return
 	}
 	for _, t := range e.tables {
@@ -65,9 +64,14 @@ func (s *Store) unindex(e *entry) {
 		t := e.tables[0]
 		ri := d.rows[t]
 		keys := ri[r.column]
-		set := keys[r.key]
-		delete(set, e)
-		if len(set) == 0 {
+		if e.rowNext != nil {
+			e.rowNext.rowPrev = e.rowPrev
+		}
+		if e.rowPrev != nil {
+			e.rowPrev.rowNext = e.rowNext
+		} else if e.rowNext != nil {
+			keys[r.key] = e.rowNext
+		} else {
 			delete(keys, r.key)
 			if len(keys) == 0 {
 				delete(ri, r.column)
@@ -106,8 +110,8 @@ func (s *Store) InvalidateTable(db, table string) int {
 	}
 	n := s.unlinkAll(d.tables[table])
 	for _, keys := range d.rows[table] {
-		for _, set := range keys {
-			n += s.unlinkAll(set)
+		for _, head := range keys {
+			n += s.unlinkRow(head)
 		}
 	}
 	return n
@@ -132,13 +136,13 @@ func (s *Store) InvalidateRows(db, table, column string, keys []string) int {
 	n := s.unlinkAll(d.tables[table])
 	for c, byKey := range d.rows[table] {
 		if c != column {
-			for _, set := range byKey {
-				n += s.unlinkAll(set)
+			for _, head := range byKey {
+				n += s.unlinkRow(head)
 			}
 			continue
 		}
 		for _, key := range keys {
-			n += s.unlinkAll(byKey[key])
+			n += s.unlinkRow(byKey[key])
 		}
 	}
 	return n
@@ -156,6 +160,19 @@ func (s *Store) bump(gens map[tableRef]uint64, db, table string) tableRef {
 	}
 	gens[k] = g + 1
 	return k
+}
+
+// unlinkRow unlinks the entries of a row, from its first one (nil for
+// none), and returns how many. s.mu must be held.
+func (s *Store) unlinkRow(e *entry) int {
+	n := 0
+	for e != nil {
+		next := e.rowNext
+		s.unlink(e)
+		e = next
+		n++
+	}
+	return n
 }
 
 // unlinkAll unlinks the entries of set and returns how many. unlink

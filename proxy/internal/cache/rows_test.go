@@ -125,3 +125,30 @@ func TestRowOverheadEstimate(t *testing.T) {
 		t.Errorf("heap %.0f bytes/entry, accounted %.0f: off by more than 20%%", heap, accounted)
 	}
 }
+
+// TestRowIndexEmpties: the row index lets go of rows, columns and tables
+// as their entries go, however they go.
+func TestRowIndexEmpties(t *testing.T) {
+	var clk clock
+	s := New(Config{Now: clk.Now, MaxBytes: 1 << 20})
+	for i := range 3 {
+		putRow(t, s, fmt.Sprint("same row ", i), "db", Row{"a", "id", "1"})
+	}
+	putRow(t, s, "other row", "db", Row{"a", "id", "2"})
+	if n := s.InvalidateRows("db", "a", "id", []string{"1"}); n != 3 {
+		t.Errorf("InvalidateRows removed %d; want the row's 3", n)
+	}
+	if got := present(s, "other row"); len(got) != 1 {
+		t.Errorf("the other row's entry is gone")
+	}
+	// Replacing an entry of the same key, then evicting: both paths unlink.
+	putRow(t, s, "other row", "db", Row{"a", "id", "2"})
+	for i := range 5000 {
+		put(t, s, item{key: fmt.Sprint("filler ", i), db: "db2", tables: []string{"b"}, value: "v"})
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d := s.byDB["db"]; d != nil {
+		t.Errorf("database index kept after its entries went: %d entries, %d row tables", len(d.entries), len(d.rows))
+	}
+}

@@ -43,7 +43,7 @@ const (
 // Go 1.26 (TestOverheadEstimate checks the total against heap growth,
 // within 20%):
 //
-//   - entry struct: 152 bytes, allocated in the 160-byte size class;
+//   - entry struct: 176 bytes, allocated in the 176-byte size class;
 //   - simplelru's list node (three pointers, key, value pointer and an
 //     unused expiry time): 72 bytes, 80-byte size class;
 //   - the LRU's map slot (uint64 → pointer) and the database index's set
@@ -56,13 +56,13 @@ const (
 // copied (see Begin), yet counted for every entry: a safe overestimate.
 // Each table name adds tableOverhead: its string header in the entry's
 // table list (16 bytes) and its slot in the table's index set.
-// A row entry (BeginRow) adds rowOverhead and its key's length: the row
-// reference and the key's slot in its column's index (maps of one entry
-// each, mostly).
+// A row entry (BeginRow) counts rowOverhead and its key's length instead
+// of a table's index slot: the row reference (32 bytes) and the key's slot
+// in its column's index (a string and a pointer).
 const (
 	entryOverhead = 290
 	tableOverhead = 40
-	rowOverhead   = 200
+	rowOverhead   = 30
 )
 
 // Config configures a Store. A zero field means its default.
@@ -145,10 +145,12 @@ type entry struct {
 	db     string
 	tables []string
 	row    *rowRef // the one row of tables[0] the answer reads; nil: any rows
-	size   int64   // accounted bytes, see entryOverhead
-	stored time.Time
-	ttl    time.Duration // zero: never expires
-	hits   atomic.Uint64
+	// rowPrev and rowNext link the entries of the same row (under s.mu).
+	rowPrev, rowNext *entry
+	size             int64 // accounted bytes, see entryOverhead
+	stored           time.Time
+	ttl              time.Duration // zero: never expires
+	hits             atomic.Uint64
 }
 
 // expired reports whether e has outlived its TTL at now.
