@@ -102,14 +102,17 @@ func readRows(sel *pg_query.SelectStmt, sc *scan) []RowParam {
 	return rowFilters(sel.GetWhereClause(), rv.GetRelname(), rv.GetAlias().GetAliasname())
 }
 
-// writeRows returns the RowParams of an UPDATE or DELETE statement: the
-// rows it writes all satisfy them. An UPDATE that sets a column gives no
-// RowParam of that column: the row's key may change.
+// writeRows returns the RowParams of an UPDATE or DELETE statement (the
+// rows it writes all satisfy them) or of a one-row INSERT. An UPDATE that
+// sets a column gives no RowParam of that column: the row's key may
+// change.
 func writeRows(stmt *pg_query.Node) []RowParam {
 	var rv *pg_query.RangeVar
 	var where *pg_query.Node
 	var set []string
 	switch {
+	case stmt.GetInsertStmt() != nil:
+		return insertRow(stmt.GetInsertStmt())
 	case stmt.GetUpdateStmt() != nil:
 		u := stmt.GetUpdateStmt()
 		if u.GetWithClause() != nil {
@@ -138,6 +141,48 @@ func writeRows(stmt *pg_query.Node) []RowParam {
 		}
 	}
 	return out
+}
+
+// insertRow returns the RowParams of `INSERT INTO t (cols) VALUES (...)`
+// with one row: the columns given a parameter. ON CONFLICT is allowed as
+// DO NOTHING, or DO UPDATE on a conflict of those very columns (a
+// conflict elsewhere would update another row).
+func insertRow(ins *pg_query.InsertStmt) []RowParam {
+	sel := ins.GetSelectStmt().GetSelectStmt()
+	if ins.GetWithClause() != nil || ins.GetRelation() == nil || len(ins.GetCols()) == 0 ||
+		sel == nil || len(sel.GetValuesLists()) != 1 {
+		return nil
+	}
+	values := sel.GetValuesLists()[0].GetList().GetItems()
+	if len(values) != len(ins.GetCols()) {
+		return nil
+	}
+	var out []RowParam
+	for i, c := range ins.GetCols() {
+		if p := values[i].GetParamRef(); p != nil && p.GetNumber() > 0 {
+			out = append(out, RowParam{Column: c.GetResTarget().GetName(), Param: int(p.GetNumber())})
+		}
+	}
+	oc := ins.GetOnConflictClause()
+	switch {
+	case oc == nil, oc.GetAction() == pg_query.OnConflictAction_ONCONFLICT_NOTHING:
+		return out
+	case oc.GetAction() != pg_query.OnConflictAction_ONCONFLICT_UPDATE || oc.GetInfer() == nil ||
+		oc.GetInfer().GetWhereClause() != nil || len(oc.GetInfer().GetIndexElems()) != 1:
+		return nil
+	}
+	target := oc.GetInfer().GetIndexElems()[0].GetIndexElem().GetName()
+	for _, t := range oc.GetTargetList() {
+		if t.GetResTarget().GetName() == target {
+			return nil // DO UPDATE moves the row
+		}
+	}
+	for _, p := range out {
+		if p.Column == target {
+			return []RowParam{p}
+		}
+	}
+	return nil
 }
 
 // keyedTable returns the key column and type of the one relation of a

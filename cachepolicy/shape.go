@@ -17,16 +17,18 @@ func Shape(sql string) (uint64, error) {
 
 // ReusableFor reports whether a, the analysis of one text of a shape, is
 // also the analysis of sql, another text of the same shape. Only a
-// cacheable-candidate SELECT qualifies, because only constants differ
-// between the texts and a candidate's analysis depends on no constant but
-// one that reads the clock ('now', 'today', …), which sql must not hold.
-// Anything else (SET values, EXPLAIN options, write statements) is
-// analyzed afresh.
+// cacheable-candidate SELECT without parameters qualifies, because only
+// constants differ between the texts and a candidate's analysis depends on
+// no constant but one that reads the clock ('now', 'today', …), which sql
+// must not hold. Parameters are another matter: the fingerprint does not
+// tell `id = $1` from `id = 7`, nor $1 from $2, and RowParams do; so a
+// text that may hold one ('$' anywhere) is analyzed afresh, as is
+// anything else (SET values, EXPLAIN options, write statements).
 func ReusableFor(a *Analysis, sql string) bool {
-	if !a.Candidate || a.Statements != 1 || len(a.Session) > 0 {
+	if !a.Candidate || a.Statements != 1 || len(a.Session) > 0 || len(a.RowParams) > 0 {
 		return false
 	}
-	return !mentionsClockWord(sql)
+	return !mentionsClockWord(sql) && !strings.Contains(sql, "$")
 }
 
 // mentionsClockWord is a cheap over-approximation of ReadsClock over a

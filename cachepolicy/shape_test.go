@@ -24,6 +24,11 @@ func TestShapeReuse(t *testing.T) {
 		{"explain analyze option", `EXPLAIN (ANALYZE false) DELETE FROM t`, `EXPLAIN (ANALYZE true) DELETE FROM t`, false, false},
 		{"set value", `SET search_path = a`, `SET search_path = b`, true, false},
 		{"write", `UPDATE t SET v = 1`, `UPDATE t SET v = 2`, true, false},
+		// The fingerprint does not tell a constant from a parameter, and
+		// RowParams do.
+		{"constant, then parameter", `SELECT v FROM t WHERE id = 1`, `SELECT v FROM t WHERE id = $1`, true, false},
+		{"parameter, then constant", `SELECT v FROM t WHERE id = $1`, `SELECT v FROM t WHERE id = 1`, true, false},
+		{"parameters renumbered", `SELECT v FROM t WHERE id = $1 AND v > $2`, `SELECT v FROM t WHERE id = $2 AND v > $1`, true, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			fa, err := cachepolicy.Shape(tt.a)

@@ -68,6 +68,14 @@ func TestRowInvalidation(t *testing.T) {
 		}
 	}
 
+	// The same shapes with constants first: their analysis must not stand
+	// in for the parameterised texts'.
+	for _, q := range []string{`SELECT v FROM kv WHERE id = 1`} {
+		if _, err := conn.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	t.Run("write through sqlcache", func(t *testing.T) {
 		cached("row 1", func() string { return get(1) })
 		cached("row 2", func() string { return get(2) })
@@ -84,6 +92,27 @@ func TestRowInvalidation(t *testing.T) {
 		}
 		stillHit("row 2", func() string { return get(2) }, "0")
 		stillHit("row 2, text parameter", func() string { return get("2") }, "0")
+
+		cached("absent row 7", func() string { return get(7) })
+		if _, err := conn.Exec(ctx, `INSERT INTO kv (id, v) VALUES ($1, $2)`, 7, 70); err != nil {
+			t.Fatal(err)
+		}
+		if got := get(7); got != "70" {
+			t.Errorf("row 7 after its insert = %s; want 70", got)
+		}
+		if _, err := conn.Exec(ctx, `INSERT INTO kv (id, v) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET v = excluded.v`, 7, 71); err != nil {
+			t.Fatal(err)
+		}
+		if got := get(7); got != "71" {
+			t.Errorf("row 7 after its upsert = %s; want 71", got)
+		}
+		stillHit("row 2", func() string { return get(2) }, "0")
+		if _, err := conn.Exec(ctx, `DELETE FROM kv WHERE id = $1`, 7); err != nil {
+			t.Fatal(err)
+		}
+		if got := get(7); got != "none" {
+			t.Errorf("row 7 after its delete = %s; want none", got)
+		}
 	})
 
 	t.Run("writes on PostgreSQL", func(t *testing.T) {
@@ -110,6 +139,27 @@ func TestRowInvalidation(t *testing.T) {
 		}
 		// The moved row arrives under its new key too.
 		eventually(t, 5*time.Second, func() (string, error) { return get(60), nil }, "0")
+	})
+
+	t.Run("parameters in another order", func(t *testing.T) {
+		// Same shape as `id = $1 AND v >= $2`, but the key is $2.
+		get := func(q string, args ...any) func() string {
+			return func() string {
+				var v int
+				if err := conn.QueryRow(ctx, q, args...).Scan(&v); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+				return fmt.Sprint(v)
+			}
+		}
+		first := get(`SELECT v FROM kv WHERE id = $1 AND v >= $2`, 3, -1)
+		second := get(`SELECT v FROM kv WHERE id = $2 AND v >= $1`, -1, 3)
+		cached("key first", first)
+		cached("key second", second)
+		pg.Exec(t, `UPDATE kv SET v = v + 100 WHERE id = 3`)
+		want := fmt.Sprint(107)
+		eventually(t, 5*time.Second, func() (string, error) { return first(), nil }, want)
+		eventually(t, 5*time.Second, func() (string, error) { return second(), nil }, want)
 	})
 
 	t.Run("explain", func(t *testing.T) {
