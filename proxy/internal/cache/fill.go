@@ -40,6 +40,7 @@ type Fill struct {
 	dbGen     uint64
 	tableGens []uint64
 	rowGen    uint64
+	otherCols uint64 // Store.otherColumns for a row fill
 
 	ended bool // guarded by the mu of the Store that began it
 }
@@ -127,6 +128,7 @@ func (s *Store) BeginRow(key []byte, label, db string, row Row, ttl time.Duratio
 	f.dbGen = s.dbGen[db]
 	f.tableGens[0] = s.wholeGen[tableRef{db, row.Table}]
 	f.rowGen = s.rowGens[s.rowSlot(db, row.Table, row.Column, row.Key)]
+	f.otherCols = s.otherColumns(db, row.Table, row.Column)
 	s.lead(f)
 	return f
 }
@@ -175,7 +177,8 @@ func (s *Store) unchanged(f *Fill) bool {
 	if r := f.row; r != nil {
 		t := f.tables[0]
 		return s.wholeGen[tableRef{f.db, t}] == f.tableGens[0] &&
-			s.rowGens[s.rowSlot(f.db, t, r.column, r.key)] == f.rowGen
+			s.rowGens[s.rowSlot(f.db, t, r.column, r.key)] == f.rowGen &&
+			s.otherColumns(f.db, t, r.column) == f.otherCols
 	}
 	for i, t := range f.tables {
 		if s.tableGen[tableRef{f.db, t}] != f.tableGens[i] {

@@ -124,7 +124,13 @@ func (s *Store) InvalidateTable(db, table string) int {
 func (s *Store) InvalidateRows(db, table, column string, keys []string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.bump(s.tableGen, db, table)
+	k := s.bump(s.tableGen, db, table)
+	s.rowsBy[columnRef{k.db, k.table, ""}]++
+	if n, ok := s.rowsBy[columnRef{db, table, column}]; ok {
+		s.rowsBy[columnRef{db, table, column}] = n + 1
+	} else {
+		s.rowsBy[columnRef{k.db, k.table, strings.Clone(column)}] = 1
+	}
 	for _, key := range keys {
 		s.rowGens[s.rowSlot(db, table, column, key)]++
 	}

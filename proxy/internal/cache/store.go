@@ -125,6 +125,10 @@ type Store struct {
 	// change of the other.
 	wholeGen map[tableRef]uint64
 	rowGens  *[rowSlots]uint64
+	// rowsBy counts InvalidateRows calls per table (column "") and per
+	// table and column: a row fill keyed by one column must not store
+	// after rows were reported changed by another, which may be its row.
+	rowsBy map[columnRef]uint64
 
 	// flights maps a key to the done channel of its leader fill, closed
 	// when that fill ends.
@@ -185,6 +189,7 @@ func New(cfg Config) *Store {
 		dbGen:         make(map[string]uint64),
 		tableGen:      make(map[tableRef]uint64),
 		wholeGen:      make(map[tableRef]uint64),
+		rowsBy:        make(map[columnRef]uint64),
 		rowGens:       new([rowSlots]uint64),
 		flights:       make(map[string]chan struct{}),
 	}
@@ -192,6 +197,16 @@ func New(cfg Config) *Store {
 
 // rowRef is the row a row entry reads.
 type rowRef struct{ column, key string }
+
+// columnRef names a column of a table of a database; column "" stands for
+// all of them.
+type columnRef struct{ db, table, column string }
+
+// otherColumns returns how many InvalidateRows calls for table named its
+// rows by a column other than column. s.mu must be held.
+func (s *Store) otherColumns(db, table, column string) uint64 {
+	return s.rowsBy[columnRef{db, table, ""}] - s.rowsBy[columnRef{db, table, column}]
+}
 
 // rowSlots is the number of row generation counters.
 const rowSlots = 1 << 14

@@ -84,6 +84,16 @@ func sizeOf(key, label, db string, tables []string, value int) int64 {
 	return int64(n)
 }
 
+// rowListed reports whether row entry e is in its row's list.
+func rowListed(d *dbIndex, e *entry) bool {
+	for x := d.rows[e.tables[0]][e.row.column][e.row.key]; x != nil; x = x.rowNext {
+		if x == e {
+			return true
+		}
+	}
+	return false
+}
+
 // checkInvariants verifies the store's bookkeeping: the byte count, the
 // LRU and the indexes agree with each other.
 func checkInvariants(t testing.TB, s *Store) {
@@ -103,7 +113,11 @@ func checkInvariants(t testing.TB, s *Store) {
 		if want := s.hashKey([]byte(e.key)); e.hash != want {
 			t.Errorf("entry %q hash %x, key hashes to %x", e.key, e.hash, want)
 		}
-		if want := sizeOf(e.key, e.label, e.db, e.tables, len(e.value)); e.size != want {
+		want := sizeOf(e.key, e.label, e.db, e.tables, len(e.value))
+		if e.row != nil {
+			want += int64(rowOverhead + len(e.row.key))
+		}
+		if e.size != want {
 			t.Errorf("entry %q size %d, want %d", e.key, e.size, want)
 		}
 		d := s.byDB[e.db]
@@ -113,6 +127,12 @@ func checkInvariants(t testing.TB, s *Store) {
 		}
 		if _, ok := d.entries[e]; !ok {
 			t.Errorf("entry %q missing from db %q index", e.key, e.db)
+		}
+		if e.row != nil {
+			if !rowListed(d, e) {
+				t.Errorf("row entry %q missing from its row's list", e.key)
+			}
+			continue
 		}
 		for _, tb := range e.tables {
 			if _, ok := d.tables[tb][e]; !ok {
@@ -142,8 +162,31 @@ func checkInvariants(t testing.TB, s *Store) {
 				t.Errorf("db %q table %q: empty set kept", db, tb)
 			}
 			for e := range set {
-				if !inLRU[e] || !slices.Contains(e.tables, tb) {
-					t.Errorf("db %q table %q index holds removed or foreign entry %q", db, tb, e.key)
+				if !inLRU[e] || !slices.Contains(e.tables, tb) || e.row != nil {
+					t.Errorf("db %q table %q index holds removed, foreign or row entry %q", db, tb, e.key)
+				}
+			}
+		}
+		for tb, ri := range d.rows {
+			if len(ri) == 0 {
+				t.Errorf("db %q table %q: empty row index kept", db, tb)
+			}
+			for col, keys := range ri {
+				if len(keys) == 0 {
+					t.Errorf("db %q table %q column %q: empty key index kept", db, tb, col)
+				}
+				for key, head := range keys {
+					if head == nil || head.rowPrev != nil {
+						t.Errorf("db %q row %s.%s=%s: list head nil or has a predecessor", db, tb, col, key)
+					}
+					for e := head; e != nil; e = e.rowNext {
+						if !inLRU[e] || e.row == nil || e.tables[0] != tb || e.row.column != col || e.row.key != key {
+							t.Errorf("db %q row %s.%s=%s lists removed or foreign entry %q", db, tb, col, key, e.key)
+						}
+						if e.rowNext != nil && e.rowNext.rowPrev != e {
+							t.Errorf("row list of %q broken after %q", key, e.key)
+						}
+					}
 				}
 			}
 		}
