@@ -110,14 +110,14 @@ func Decide(a *Analysis, sql string, f Facts, rules []Rule, defaultTTL time.Dura
 }
 
 // WritesOnlyNamed reports whether running a's statements can change no
-// data but rows of the relations a.Writes names: plain DML on ordinary
-// tables that run no code of their own (RunsCode), have no inheritance
-// children, and statements that call only built-in functions. f must
-// describe a.Writes and a.Calls. When it holds, invalidating a.Writes is
-// the whole of what the statements did; otherwise only the change stream
-// can tell what else changed.
+// data but rows of the relations a.Writes names (none, for a SELECT): plain
+// DML on ordinary tables that run no code of their own (RunsCode), have no
+// inheritance children, and statements that call only built-in functions.
+// f must describe a.Writes and a.Calls. When it holds, invalidating
+// a.Writes is the whole of what the statements did; otherwise only the
+// change stream can tell what else changed.
 func WritesOnlyNamed(a *Analysis, f Facts) bool {
-	if a.ParseError != nil || a.InvalidateAll || a.CatalogChange || len(a.Writes) == 0 {
+	if a.ParseError != nil || a.InvalidateAll || a.CatalogChange {
 		return false
 	}
 	for _, name := range a.Calls {

@@ -197,7 +197,9 @@ func TestWritesOnlyNamed(t *testing.T) {
 		{`TRUNCATE users`, true},
 		{`ALTER TABLE users ADD COLUMN z int`, false},
 		{`CALL p()`, false},
-		{`SELECT 1`, false},
+		{`SELECT 1`, true}, // writes nothing
+		{`SELECT now(), lower('x') FOR UPDATE`, true},
+		{`SELECT my_stable(1)`, false},
 		{`UPDATE users SET`, false},
 	} {
 		a := cachepolicy.Analyze(tc.sql)

@@ -152,8 +152,8 @@ func (p *Proxy) Explain(ctx context.Context, db, sql string) Explanation {
 	} else if r := pl.writeRow; r != nil {
 		e.Row = fmt.Sprintf("%s.%s = $%d", r.Table, r.Column, r.Param)
 	}
-	if p.planner.streamed && mayWrite(pl.analysis) && !d.Cacheable {
-		wait := !pl.writesOnly
+	if wait := !pl.writesOnly; p.planner.streamed && mayWrite(pl.analysis) && !d.Cacheable &&
+		(wait || len(pl.analysis.Writes) > 0) {
 		e.OwnWriteWait = &wait
 	}
 	if e.Tables == nil {

@@ -109,12 +109,13 @@ func (s *session) query(msg pgwire.Message) error {
 	return nil
 }
 
-// decideWrites judges a statement that writes, once per plan, on whether
-// invalidating the tables it names is all it takes: if so the session's
-// next read need not wait for the change stream. Only the change stream
-// makes the question worth a catalog lookup.
+// decideWrites judges a statement that may write (and is not a candidate,
+// which its lookup decides), once per plan, on whether invalidating the
+// tables it names is all it takes: if so the session's next read need not
+// wait for the change stream. Only the change stream makes the question
+// worth a catalog lookup.
 func (s *session) decideWrites(held **plan) {
-	if s.stream == nil || len((*held).analysis.Writes) == 0 || s.stream.FreshAsOf().IsZero() {
+	if a := (*held).analysis; s.stream == nil || a.Candidate || !mayWrite(a) || s.stream.FreshAsOf().IsZero() {
 		// Without a running stream there are no hits to hold back.
 		return
 	}

@@ -157,7 +157,7 @@ func (pl *planner) decide(ctx context.Context, db string, p *plan) *plan {
 	defer cancel()
 	if !a.Candidate {
 		np.decision = cachepolicy.Decision{Reason: a.Reason, Rule: -1}
-		if pl.streamed && len(a.Writes) > 0 && !a.InvalidateAll && !a.CatalogChange {
+		if pl.streamed && (len(a.Writes) > 0 || len(a.Calls) > 0) && !a.InvalidateAll && !a.CatalogChange {
 			facts, _, err := pl.catalog.facts(ctx, db, cur, writeSide(a))
 			if err != nil {
 				// Not stored: the next statement tries again.
@@ -184,6 +184,12 @@ func (pl *planner) decide(ctx context.Context, db string, p *plan) *plan {
 		if why := pl.unstreamed(np.decision, facts); why != "" {
 			np.decision = cachepolicy.Decision{Reason: why, Rule: -1}
 		}
+	}
+	if pl.streamed && !np.decision.Cacheable {
+		// A SELECT that is not cached writes nothing if every function
+		// it calls, its views' included, is built in.
+		calls := &cachepolicy.Analysis{Calls: withViews(a, facts).Functions}
+		np.writesOnly = cachepolicy.WritesOnlyNamed(calls, facts)
 	}
 	pl.plans.Add(planKey{db, p.sql}, np)
 	return np

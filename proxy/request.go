@@ -108,14 +108,10 @@ func (f *fillState) abort() {
 }
 
 // mayWrite reports whether a statement can change data, allowing for
-// functions and triggers: anything but a function-free SELECT and pure
-// session statements (SET, RESET, DISCARD).
+// functions and triggers: anything that writes a relation, may change
+// anything (DO, CALL, what the parser does not classify), or calls a
+// function, which may write (until the catalog shows it is built in). A
+// SELECT ... FOR UPDATE, LOCK, SHOW, VACUUM or a SET cannot.
 func mayWrite(a *cachepolicy.Analysis) bool {
-	switch {
-	case len(a.Writes) > 0 || a.InvalidateAll || a.ParseError != nil:
-		return true
-	case a.Candidate:
-		return len(a.Functions) > 0
-	}
-	return a.Statements > 0 && len(a.Session) == 0
+	return len(a.Writes) > 0 || a.InvalidateAll || a.ParseError != nil || len(a.Calls) > 0
 }
