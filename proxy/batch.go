@@ -165,13 +165,14 @@ func (s *session) tryBatch() (bool, *fillState) {
 		s.p.metrics.bypasses.WithLabelValues("uncacheable").Inc()
 		return false, nil
 	}
-	s.keyBuf = s.appendKeyPrefix(s.keyBuf[:0], 'E')
+	var hs hitState
+	s.keyBuf, hs = s.appendKeyPrefix(s.keyBuf[:0], 'E')
 	s.keyBuf = cachepolicy.AppendKey(s.keyBuf, (*p).digest[:], oids, bind.Args, describedKey[described])
 	prefix := bindComplete
 	if hasParse {
 		prefix = parseBind
 	}
-	hit, fill := s.lookup(p, s.keyBuf, prefix, &bindParams{bind.Args, oids})
+	hit, fill := s.lookup(p, s.keyBuf, hs, prefix, &bindParams{bind.Args, oids})
 	if hit && hasParse {
 		// The client now has an unnamed statement the backend has not
 		// seen; it is parsed there before anything else uses it.
@@ -201,9 +202,10 @@ func (s *session) tryDescribe() (bool, *fillState) {
 	if !(*p).analysis.Candidate {
 		return false, nil
 	}
-	s.keyBuf = s.appendKeyPrefix(s.keyBuf[:0], 'S')
+	var hs hitState
+	s.keyBuf, hs = s.appendKeyPrefix(s.keyBuf[:0], 'S')
 	s.keyBuf = cachepolicy.AppendKey(s.keyBuf, (*p).digest[:], parse.OIDs)
-	hit, fill := s.lookup(p, s.keyBuf, parseComplete, nil)
+	hit, fill := s.lookup(p, s.keyBuf, hs, parseComplete, nil)
 	if hit {
 		s.setStatement(parse, p, false)
 	}

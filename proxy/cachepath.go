@@ -74,10 +74,11 @@ func (s *session) query(msg pgwire.Message) error {
 		if sql, err := pgwire.QueryBody(msg.Body); err == nil {
 			held = s.queryPlan(sql)
 			if (*held).analysis.Candidate {
-				s.keyBuf = s.appendKeyPrefix(s.keyBuf[:0], 'Q')
+				var hs hitState
+				s.keyBuf, hs = s.appendKeyPrefix(s.keyBuf[:0], 'Q')
 				s.keyBuf = cachepolicy.AppendKey(s.keyBuf, (*held).digest[:])
 				var hit bool
-				if hit, fill = s.lookup(held, s.keyBuf, nil, nil); hit {
+				if hit, fill = s.lookup(held, s.keyBuf, hs, nil, nil); hit {
 					return nil
 				}
 			}
@@ -122,48 +123,55 @@ func (s *session) decideWrites(held **plan) {
 	*held = s.p.planner.decide(context.Background(), s.db, *held)
 }
 
+// hitState is what a lookup needs of the session, read under one lock:
+// why it may not use the cache ("" if it may), and the session's own
+// last write.
+type hitState struct {
+	why      string
+	rywAfter time.Time
+}
+
 // appendKeyPrefix appends what every key of this session starts with: the
 // protocol, backend, and the digest of the session's settings (database
-// and role among them).
-func (s *session) appendKeyPrefix(dst []byte, proto byte) []byte {
+// and role among them). It also returns the state lookup needs, read in
+// the same critical section.
+func (s *session) appendKeyPrefix(dst []byte, proto byte) ([]byte, hitState) {
 	s.mu.Lock()
-	state := s.state.digest
+	digest := s.state.digest
+	hs := hitState{why: s.cacheableLocked(), rywAfter: s.rywAfter}
 	s.mu.Unlock()
-	return cachepolicy.AppendKey(dst, protoKey[proto], s.p.backendKey, state[:])
+	return cachepolicy.AppendKey(dst, protoKey[proto], s.p.backendKey, digest[:]), hs
 }
 
 // protoKey distinguishes answers to a simple Query from those to an
 // extended batch, which differ in the messages stored.
 var protoKey = map[byte][]byte{'Q': {'Q'}, 'E': {'E'}, 'S': {'S'}}
 
-// cacheable reports whether the session may use the cache now, or why not.
-func (s *session) cacheable() (bool, string) {
-	if !s.p.cacheEnabled {
-		return false, "disabled"
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// cacheableLocked returns why the session may not use the cache now, or
+// "". s.mu must be held.
+func (s *session) cacheableLocked() string {
 	switch {
+	case !s.p.cacheEnabled:
+		return "disabled"
 	case len(s.queue) > 0:
-		return false, "pipelined"
+		return "pipelined"
 	case s.txStatus != pgwire.TxIdle:
-		return false, "transaction"
+		return "transaction"
 	case s.state.unknown:
-		return false, "session_state_unknown"
+		return "session_state_unknown"
 	case s.state.temp:
-		return false, "temp_tables"
+		return "temp_tables"
 	}
-	return true, ""
+	return ""
 }
 
 // lookup answers a candidate from the cache when it can. On a hit it has
 // written the answer (prefix, the stored messages, ReadyForQuery) and
 // returns true. On a miss it may return a fill to capture the answer.
-func (s *session) lookup(held **plan, key []byte, prefix []byte, params *bindParams) (bool, *fillState) {
+func (s *session) lookup(held **plan, key []byte, hs hitState, prefix []byte, params *bindParams) (bool, *fillState) {
 	m := s.p.metrics
-	ok, why := s.cacheable()
-	if !ok {
-		m.bypasses.WithLabelValues(why).Inc()
+	if hs.why != "" {
+		m.bypasses.WithLabelValues(hs.why).Inc()
 		return false, nil
 	}
 	if s.p.streams != nil && (s.stream == nil || s.stream.FreshAsOf().IsZero()) {
@@ -177,7 +185,7 @@ func (s *session) lookup(held **plan, key []byte, prefix []byte, params *bindPar
 		m.bypasses.WithLabelValues("uncacheable").Inc()
 		return false, nil
 	}
-	if why := s.streamFresh(); why != "" {
+	if why := s.streamFresh(hs.rywAfter); why != "" {
 		m.bypasses.WithLabelValues(why).Inc()
 		return false, nil
 	}
@@ -226,8 +234,9 @@ func (s *session) begin(p *plan, key []byte, params *bindParams) *cache.Fill {
 
 // streamFresh checks that the database's change stream is connected and
 // current enough to serve from the cache, waiting (boundedly) for it to
-// catch up with this session's own last write. It returns why not, or "".
-func (s *session) streamFresh() string {
+// catch up with this session's own last write (after, zero if none). It
+// returns why not, or "".
+func (s *session) streamFresh(after time.Time) string {
 	if s.p.streams == nil {
 		return ""
 	}
@@ -238,9 +247,6 @@ func (s *session) streamFresh() string {
 	if fresh.IsZero() {
 		return "stream_down"
 	}
-	s.mu.Lock()
-	after := s.rywAfter
-	s.mu.Unlock()
 	if !after.IsZero() && fresh.Before(after) {
 		s.p.metrics.ownWriteWaits.Inc()
 		ctx, cancel := context.WithTimeout(context.Background(), s.p.maxLag)
