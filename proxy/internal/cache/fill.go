@@ -34,13 +34,12 @@ type Fill struct {
 	done chan struct{}
 
 	// Generations seen by Begin; tableGens[i] is for tables[i]. A row
-	// fill snapshots, for its one table, the generation of whole-table
-	// invalidations and that of its row's slot instead.
+	// fill snapshots, for its one table, Store.notByColumn instead, and
+	// its row's slot in rowGen.
 	allGen    uint64
 	dbGen     uint64
 	tableGens []uint64
 	rowGen    uint64
-	otherCols uint64 // Store.otherColumns for a row fill
 
 	ended bool // guarded by the mu of the Store that began it
 }
@@ -126,9 +125,8 @@ func (s *Store) BeginRow(key []byte, label, db string, row Row, ttl time.Duratio
 	defer s.mu.Unlock()
 	f.allGen = s.allGen
 	f.dbGen = s.dbGen[db]
-	f.tableGens[0] = s.wholeGen[tableRef{db, row.Table}]
+	f.tableGens[0] = s.notByColumn(db, row.Table, row.Column)
 	f.rowGen = s.rowGens[s.rowSlot(db, row.Table, row.Column, row.Key)]
-	f.otherCols = s.otherColumns(db, row.Table, row.Column)
 	s.lead(f)
 	return f
 }
@@ -176,9 +174,8 @@ func (s *Store) unchanged(f *Fill) bool {
 	}
 	if r := f.row; r != nil {
 		t := f.tables[0]
-		return s.wholeGen[tableRef{f.db, t}] == f.tableGens[0] &&
-			s.rowGens[s.rowSlot(f.db, t, r.column, r.key)] == f.rowGen &&
-			s.otherColumns(f.db, t, r.column) == f.otherCols
+		return s.notByColumn(f.db, t, r.column) == f.tableGens[0] &&
+			s.rowGens[s.rowSlot(f.db, t, r.column, r.key)] == f.rowGen
 	}
 	for i, t := range f.tables {
 		if s.tableGen[tableRef{f.db, t}] != f.tableGens[i] {

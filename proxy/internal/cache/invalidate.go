@@ -101,8 +101,7 @@ func (s *Store) unindex(e *entry) {
 func (s *Store) InvalidateTable(db, table string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := s.bump(s.tableGen, db, table)
-	s.wholeGen[k]++
+	s.bump(db, table)
 
 	d := s.byDB[db]
 	if d == nil {
@@ -124,8 +123,7 @@ func (s *Store) InvalidateTable(db, table string) int {
 func (s *Store) InvalidateRows(db, table, column string, keys []string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := s.bump(s.tableGen, db, table)
-	s.rowsBy[columnRef{k.db, k.table, ""}]++
+	k := s.bump(db, table)
 	if n, ok := s.rowsBy[columnRef{db, table, column}]; ok {
 		s.rowsBy[columnRef{db, table, column}] = n + 1
 	} else {
@@ -154,17 +152,17 @@ func (s *Store) InvalidateRows(db, table, column string, keys []string) int {
 	return n
 }
 
-// bump increments the generation of a table in gens and returns its
-// map key. s.mu must be held.
-func (s *Store) bump(gens map[tableRef]uint64, db, table string) tableRef {
+// bump increments the generation of a table and returns its map key.
+// s.mu must be held.
+func (s *Store) bump(db, table string) tableRef {
 	k := tableRef{db, table}
-	g, ok := gens[k]
+	g, ok := s.tableGen[k]
 	if !ok {
 		// Don't keep the caller's string alive; it may point into a
 		// larger buffer.
 		k = tableRef{strings.Clone(db), strings.Clone(table)}
 	}
-	gens[k] = g + 1
+	s.tableGen[k] = g + 1
 	return k
 }
 
@@ -231,8 +229,8 @@ func (s *Store) InvalidateAll() int {
 }
 
 // Generation returns the invalidation generation of table in database db:
-// the number of InvalidateTable calls for it. Invalidations of the whole
-// database or store are not included. For tests and diagnostics.
+// the number of InvalidateTable and InvalidateRows calls for it.
+// Invalidations of the whole database or store are not included. For tests and diagnostics.
 func (s *Store) Generation(db, table string) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -117,18 +117,15 @@ type Store struct {
 	// the schema, not by traffic.
 	allGen   uint64
 	dbGen    map[string]uint64
-	tableGen map[tableRef]uint64
-	// wholeGen counts InvalidateTable calls only (tableGen counts
-	// InvalidateRows too): row fills depend on it and on their row's slot
-	// in rowGens, a fixed array of counters that InvalidateRows bumps. Two
-	// rows sharing a slot only make a fill of one refuse to store after a
-	// change of the other.
-	wholeGen map[tableRef]uint64
-	rowGens  *[rowSlots]uint64
-	// rowsBy counts InvalidateRows calls per table (column "") and per
-	// table and column: a row fill keyed by one column must not store
-	// after rows were reported changed by another, which may be its row.
-	rowsBy map[columnRef]uint64
+	tableGen map[tableRef]uint64 // InvalidateTable and InvalidateRows calls
+	// rowsBy counts InvalidateRows calls per table and column. A row fill
+	// depends on the changes of its table other than rows reported by its
+	// own column (notByColumn), which may be its row, and on its row's
+	// slot in rowGens, a fixed array of counters that InvalidateRows
+	// bumps: two rows sharing a slot only make a fill of one refuse to
+	// store after a change of the other.
+	rowsBy  map[columnRef]uint64
+	rowGens *[rowSlots]uint64
 
 	// flights maps a key to the done channel of its leader fill, closed
 	// when that fill ends.
@@ -188,7 +185,6 @@ func New(cfg Config) *Store {
 		byDB:          make(map[string]*dbIndex),
 		dbGen:         make(map[string]uint64),
 		tableGen:      make(map[tableRef]uint64),
-		wholeGen:      make(map[tableRef]uint64),
 		rowsBy:        make(map[columnRef]uint64),
 		rowGens:       new([rowSlots]uint64),
 		flights:       make(map[string]chan struct{}),
@@ -198,14 +194,14 @@ func New(cfg Config) *Store {
 // rowRef is the row a row entry reads.
 type rowRef struct{ column, key string }
 
-// columnRef names a column of a table of a database; column "" stands for
-// all of them.
+// columnRef names a column of a table of a database.
 type columnRef struct{ db, table, column string }
 
-// otherColumns returns how many InvalidateRows calls for table named its
-// rows by a column other than column. s.mu must be held.
-func (s *Store) otherColumns(db, table, column string) uint64 {
-	return s.rowsBy[columnRef{db, table, ""}] - s.rowsBy[columnRef{db, table, column}]
+// notByColumn returns how many changes of table were recorded other than
+// rows reported by column: whole-table ones and rows by other columns.
+// s.mu must be held.
+func (s *Store) notByColumn(db, table, column string) uint64 {
+	return s.tableGen[tableRef{db, table}] - s.rowsBy[columnRef{db, table, column}]
 }
 
 // rowSlots is the number of row generation counters.
