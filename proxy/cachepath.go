@@ -30,7 +30,11 @@ func (s *session) sqlPlan(sql []byte) **plan {
 	if p, ok := s.plans[string(sql)]; ok {
 		return p
 	}
-	p := s.p.planner.lookup(s.db, sql)
+	return s.keepPlan(s.p.planner.lookup(s.db, sql))
+}
+
+// keepPlan adds p to the session's plan map, emptying it when full.
+func (s *session) keepPlan(p *plan) **plan {
 	if len(s.plans) >= maxSessionPlans {
 		clear(s.plans)
 	}
@@ -44,13 +48,14 @@ func (s *session) sqlPlan(sql []byte) **plan {
 // constants sends many texts), the plan is held in s.spare rather than
 // making room: a hit on the shared plans then allocates nothing.
 func (s *session) queryPlan(sql []byte) **plan {
-	if p, ok := s.plans[string(sql)]; ok || len(s.plans) < maxSessionPlans {
-		if ok {
-			return p
-		}
-		return s.sqlPlan(sql)
+	if p, ok := s.plans[string(sql)]; ok {
+		return p
 	}
-	s.spare = s.p.planner.lookup(s.db, sql)
+	p := s.p.planner.lookup(s.db, sql)
+	if len(s.plans) < maxSessionPlans {
+		return s.keepPlan(p)
+	}
+	s.spare = p
 	return &s.spare
 }
 
@@ -116,7 +121,8 @@ func (s *session) query(msg pgwire.Message) error {
 // wait for the change stream. Only the change stream makes the question
 // worth a catalog lookup.
 func (s *session) decideWrites(held **plan) {
-	if a := (*held).analysis; s.stream == nil || a.Candidate || !mayWrite(a) || s.stream.FreshAsOf().IsZero() {
+	a := (*held).analysis
+	if _, down := s.streamUp(); s.stream == nil || down != "" || a.Candidate || !mayWrite(a) {
 		// Without a running stream there are no hits to hold back.
 		return
 	}
@@ -174,9 +180,10 @@ func (s *session) lookup(held **plan, key []byte, hs hitState, prefix []byte, pa
 		m.bypasses.WithLabelValues(hs.why).Inc()
 		return false, nil
 	}
-	if s.p.streams != nil && (s.stream == nil || s.stream.FreshAsOf().IsZero()) {
-		// No hits without the stream: spare the catalog the lookup.
-		m.bypasses.WithLabelValues("stream_down").Inc()
+	// No hits without the stream: spare the catalog the lookup.
+	fresh, why := s.streamUp()
+	if why != "" {
+		m.bypasses.WithLabelValues(why).Inc()
 		return false, nil
 	}
 	p := s.p.planner.decide(context.Background(), s.db, *held)
@@ -185,7 +192,7 @@ func (s *session) lookup(held **plan, key []byte, hs hitState, prefix []byte, pa
 		m.bypasses.WithLabelValues("uncacheable").Inc()
 		return false, nil
 	}
-	if why := s.streamFresh(hs.rywAfter); why != "" {
+	if why := s.streamFresh(fresh, hs.rywAfter); why != "" {
 		m.bypasses.WithLabelValues(why).Inc()
 		return false, nil
 	}
@@ -196,7 +203,8 @@ func (s *session) lookup(held **plan, key []byte, hs hitState, prefix []byte, pa
 			if waited {
 				m.stampedeWaits.Inc()
 			}
-			return s.answer(prefix, v), nil
+			s.answer(prefix, v)
+			return true, nil
 		}
 		f := s.begin(p, key, params)
 		if !f.Leader() && !waited {
@@ -232,20 +240,30 @@ func (s *session) begin(p *plan, key []byte, params *bindParams) *cache.Fill {
 	return s.p.store.Begin(key, p.label, s.db, d.Tables, d.TTL)
 }
 
-// streamFresh checks that the database's change stream is connected and
-// current enough to serve from the cache, waiting (boundedly) for it to
-// catch up with this session's own last write (after, zero if none). It
-// returns why not, or "".
-func (s *session) streamFresh(after time.Time) string {
+// streamUp returns how fresh the database's change stream is, or
+// "stream_down" if the cache is kept current by one and it is not running.
+// Without change streams it returns the zero time and "".
+func (s *session) streamUp() (time.Time, string) {
 	if s.p.streams == nil {
-		return ""
+		return time.Time{}, ""
 	}
 	if s.stream == nil {
-		return "stream_down"
+		return time.Time{}, "stream_down"
 	}
 	fresh := s.stream.FreshAsOf()
 	if fresh.IsZero() {
-		return "stream_down"
+		return fresh, "stream_down"
+	}
+	return fresh, ""
+}
+
+// streamFresh checks that the running change stream (fresh from streamUp)
+// is current enough to serve from the cache, waiting (boundedly) for it to
+// catch up with this session's own last write (after, zero if none). It
+// returns why not, or "".
+func (s *session) streamFresh(fresh, after time.Time) string {
+	if s.p.streams == nil {
+		return ""
 	}
 	if !after.IsZero() && fresh.Before(after) {
 		s.p.metrics.ownWriteWaits.Inc()
@@ -274,9 +292,10 @@ const fillWaitLimit = 10 * time.Second
 
 var readyIdle = pgwire.AppendReadyForQuery(nil, pgwire.TxIdle)
 
-// answer writes a cached answer. It returns false if the write failed; the
-// next read from the client then ends the session.
-func (s *session) answer(prefix, value []byte) bool {
+// answer writes a cached answer. A write error is not returned: the answer
+// counts as given (relaying the request too would answer it twice), and
+// the next read from the client ends the session.
+func (s *session) answer(prefix, value []byte) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.cw.Write(prefix)
@@ -284,5 +303,4 @@ func (s *session) answer(prefix, value []byte) bool {
 	s.cw.Write(readyIdle)
 	s.nToClient += len(prefix) + len(value) + len(readyIdle)
 	s.cw.Flush()
-	return true
 }
