@@ -139,83 +139,76 @@ func ParameterStatus(body []byte) (name, value []byte, err error) {
 	return name, value, nil
 }
 
-// Param returns parameter i (0-based) of the Args of a Bind: its value,
-// whether it is in binary format, and whether it is NULL. It returns
-// ErrMalformed if args do not hold that many parameters or their format
-// codes are not 0, 1 or one per parameter.
-func Param(args []byte, i int) (value []byte, binaryFormat, null bool, err error) {
-	if len(args) < 2 || i < 0 {
-		return nil, false, false, ErrMalformed
+// eachParam calls fn for each parameter in the Args of a Bind, in order,
+// with its value (nil if NULL) and whether it is in binary format, until
+// fn returns false. It returns ErrMalformed if args are truncated or their
+// format codes are not 0, 1 or one per parameter.
+func eachParam(args []byte, fn func(i int, value []byte, null, binaryFormat bool) bool) error {
+	if len(args) < 2 {
+		return ErrMalformed
 	}
 	nf := int(binary.BigEndian.Uint16(args))
 	if len(args) < 2+2*nf+2 {
-		return nil, false, false, ErrMalformed
+		return ErrMalformed
 	}
 	formats := args[2 : 2+2*nf]
 	rest := args[2+2*nf:]
 	nv := int(binary.BigEndian.Uint16(rest))
 	rest = rest[2:]
-	if i >= nv || nf > 1 && nf != nv {
-		return nil, false, false, ErrMalformed
+	if nf > 1 && nf != nv {
+		return ErrMalformed
 	}
-	switch {
-	case nf == 1:
-		binaryFormat = binary.BigEndian.Uint16(formats) == 1
-	case nf > 1:
-		binaryFormat = binary.BigEndian.Uint16(formats[2*i:]) == 1
-	}
-	for j := 0; ; j++ {
+	for i := range nv {
 		if len(rest) < 4 {
-			return nil, false, false, ErrMalformed
+			return ErrMalformed
 		}
 		n := int(int32(binary.BigEndian.Uint32(rest)))
 		rest = rest[4:]
 		if n > len(rest) {
-			return nil, false, false, ErrMalformed
+			return ErrMalformed
 		}
-		if j == i {
-			if n < 0 {
-				return nil, binaryFormat, true, nil
-			}
-			return rest[:n], binaryFormat, false, nil
+		bin := nf == 1 && binary.BigEndian.Uint16(formats) == 1 ||
+			nf > 1 && binary.BigEndian.Uint16(formats[2*i:]) == 1
+		var value []byte
+		if n >= 0 {
+			value, rest = rest[:n], rest[n:]
 		}
-		if n > 0 {
-			rest = rest[n:]
+		if !fn(i, value, n < 0, bin) {
+			return nil
 		}
 	}
+	return nil
+}
+
+// Param returns parameter i (0-based) of the Args of a Bind: its value,
+// whether it is in binary format, and whether it is NULL. It returns
+// ErrMalformed if args do not hold that many parameters or are malformed
+// (see eachParam).
+func Param(args []byte, i int) (value []byte, binaryFormat, null bool, err error) {
+	if i < 0 {
+		return nil, false, false, ErrMalformed
+	}
+	found := false
+	err = eachParam(args, func(j int, v []byte, isNull, bin bool) bool {
+		if j < i {
+			return true
+		}
+		found, value, null, binaryFormat = true, v, isNull, bin
+		return false
+	})
+	if err == nil && !found {
+		err = ErrMalformed
+	}
+	return value, binaryFormat, null, err
 }
 
 // AnyTextParam reports whether pred holds for the value of any non-NULL
 // parameter sent in text format, given the Args of a Bind.
 func AnyTextParam(args []byte, pred func(value []byte) bool) (bool, error) {
-	if len(args) < 2 {
-		return false, ErrMalformed
-	}
-	nf := int(binary.BigEndian.Uint16(args))
-	if len(args) < 2+2*nf+2 {
-		return false, ErrMalformed
-	}
-	formats := args[2 : 2+2*nf]
-	rest := args[2+2*nf:]
-	nv := int(binary.BigEndian.Uint16(rest))
-	rest = rest[2:]
-	for i := range nv {
-		if len(rest) < 4 {
-			return false, ErrMalformed
-		}
-		n := int(int32(binary.BigEndian.Uint32(rest)))
-		rest = rest[4:]
-		if n < 0 {
-			continue
-		}
-		if n > len(rest) {
-			return false, ErrMalformed
-		}
-		text := nf == 0 || (nf == 1 && binary.BigEndian.Uint16(formats) == 0) || (nf > 1 && i < nf && binary.BigEndian.Uint16(formats[2*i:]) == 0)
-		if text && pred(rest[:n]) {
-			return true, nil
-		}
-		rest = rest[n:]
-	}
-	return false, nil
+	holds := false
+	err := eachParam(args, func(_ int, v []byte, null, bin bool) bool {
+		holds = !null && !bin && pred(v)
+		return !holds
+	})
+	return holds, err
 }
