@@ -28,18 +28,20 @@ func (s *session) invalidate(r *request, txEnded bool) {
 		m.invalidations.WithLabelValues("unclassified").Add(float64(store.InvalidateDB(s.db)))
 		m.invalidationEvents.WithLabelValues("unclassified").Inc()
 	} else {
+		n := 0
 		for _, t := range writes {
-			m.invalidations.WithLabelValues("write").Add(float64(store.InvalidateTable(s.db, t)))
+			n += store.InvalidateTable(s.db, t)
 		}
 		for t := range s.txWrites {
-			m.invalidations.WithLabelValues("write").Add(float64(store.InvalidateTable(s.db, t)))
+			n += store.InvalidateTable(s.db, t)
 		}
 		for _, row := range rows {
-			m.invalidations.WithLabelValues("write").Add(float64(store.InvalidateRows(s.db, row.Table, row.Column, []string{row.Key})))
+			n += store.InvalidateRows(s.db, row.Table, row.Column, []string{row.Key})
 		}
 		for row := range s.txRows {
-			m.invalidations.WithLabelValues("write").Add(float64(store.InvalidateRows(s.db, row.Table, row.Column, []string{row.Key})))
+			n += store.InvalidateRows(s.db, row.Table, row.Column, []string{row.Key})
 		}
+		m.invalidations.WithLabelValues("write").Add(float64(n))
 		if len(writes) > 0 || len(rows) > 0 {
 			m.invalidationEvents.WithLabelValues("write").Inc()
 		}
