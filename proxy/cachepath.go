@@ -126,7 +126,7 @@ func (s *session) decideWrites(held **plan) {
 		// Without a running stream there are no hits to hold back.
 		return
 	}
-	*held = s.p.planner.decide(context.Background(), s.db, *held)
+	*held = s.p.planner.decideIn(context.Background(), s.db, s.epoch, *held)
 }
 
 // hitState is what a lookup needs of the session, read under one lock:
@@ -186,7 +186,7 @@ func (s *session) lookup(held **plan, key []byte, hs hitState, prefix []byte, pa
 		m.bypasses.WithLabelValues(why).Inc()
 		return false, nil
 	}
-	p := s.p.planner.decide(context.Background(), s.db, *held)
+	p := s.p.planner.decideIn(context.Background(), s.db, s.epoch, *held)
 	*held = p
 	if !p.decision.Cacheable {
 		m.bypasses.WithLabelValues("uncacheable").Inc()

@@ -147,7 +147,13 @@ func (pl *planner) analysis(sql string) *cachepolicy.Analysis {
 // if needed. A candidate whose facts cannot be looked up is not cacheable
 // (this time).
 func (pl *planner) decide(ctx context.Context, db string, p *plan) *plan {
-	cur := pl.epoch(db).Load()
+	return pl.decideIn(ctx, db, pl.epoch(db), p)
+}
+
+// decideIn is decide with db's epoch counter (planner.epoch) at hand:
+// sessions keep theirs, so that a hit takes no planner-wide lock.
+func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64, p *plan) *plan {
+	cur := epoch.Load()
 	if p.decided && p.epoch == cur {
 		return p
 	}

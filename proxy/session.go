@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sqlcache/sqlcache/invalidator/pglogical"
@@ -44,6 +45,7 @@ type session struct {
 	params   map[string]string // StartupMessage parameters
 	reported [][2]string       // ParameterStatus during the handshake
 	db       string            // database name, for invalidation
+	epoch    *atomic.Uint64    // the planner's epoch counter of db
 
 	cr *pgwire.Reader // client reader: client loop only
 	br *pgwire.Reader // backend reader: backend loop only
@@ -116,6 +118,7 @@ func (s *session) run() error {
 		s.state.parameterStatus(kv[0], kv[1])
 	}
 	s.db = s.state.startup["database"]
+	s.epoch = s.p.planner.epoch(s.db)
 	if s.p.streams != nil && s.p.cacheEnabled {
 		s.stream = s.p.streams.get(s.db)
 	}
