@@ -93,15 +93,18 @@ func TestCancelUnknownKey(t *testing.T) {
 	}
 }
 
-// waitForActivity waits until a backend runs query, looking through the
-// proxy itself.
+// waitForActivity waits until a backend runs query and sleeps in it,
+// looking through the proxy itself. Each query it is given calls
+// pg_sleep. A query is also "active" while pgx prepares it (Parse,
+// Describe, Sync), after which the session is idle for a moment: waiting
+// for the sleep makes sure the execution itself is under way.
 func waitForActivity(t *testing.T, sc *Sqlcache, query string) {
 	t.Helper()
 	conn := connect(t, sc.URL("postgres", "", "postgres"))
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		var n int
-		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'`, query).Scan(&n); err != nil {
+		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active' AND wait_event = 'PgSleep'`, query).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n > 0 {

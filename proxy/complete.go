@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/sqlcache/sqlcache/proxy/internal/cache"
@@ -8,73 +10,85 @@ import (
 )
 
 // invalidate drops the cached answers that r's writes, and those of the
-// open transaction, may have made stale. It runs when a statement
-// completes and again at ReadyForQuery; at the end of a transaction
-// (commit or rollback alike) the whole transaction's writes are dropped
-// again, because other sessions may have filled from the old rows while it
-// was open. Backend loop only.
-func (s *session) invalidate(r *request, txEnded bool) {
-	var writes []string
-	var rows []cache.Row
-	all := s.txAll
+// open transaction, may have made stale. It runs at each CommandComplete
+// (ready false) and at each ReadyForQuery (ready true).
+//
+// Other sessions see a write only once it commits, and this session does
+// not use the cache inside a transaction, so a transaction's writes are
+// dropped once, at the ReadyForQuery that ends it (commit or rollback
+// alike): every fill that began before that sees the bumped generations and
+// is refused. A statement sent outside a transaction is also dropped at its
+// CommandComplete, because a simple Query commits before it and a client
+// may act on it before the ReadyForQuery. Backend loop only.
+func (s *session) invalidate(r *request, ready, txEnded bool) {
 	if r != nil {
 		s.mu.Lock()
-		writes, rows = r.writes, r.rows
-		all = all || r.invalidateAll || r.unparsed && !r.failed
+		writes, rows := r.writes, r.rows
+		all := r.invalidateAll || r.unparsed && !r.failed
 		s.mu.Unlock()
-	}
-	store, m := s.p.store, s.p.metrics
-	if all {
-		m.invalidations.WithLabelValues("unclassified").Add(float64(store.InvalidateDB(s.db)))
-		m.invalidationEvents.WithLabelValues("unclassified").Inc()
-	} else {
-		n := 0
-		for _, t := range writes {
-			n += store.InvalidateTable(s.db, t)
+		if !ready {
+			if !r.inTx {
+				s.drop(all, writes, rows)
+			}
+			return
 		}
-		for t := range s.txWrites {
-			n += store.InvalidateTable(s.db, t)
+		for _, t := range writes {
+			s.txWrites[t] = struct{}{}
 		}
 		for _, row := range rows {
-			n += store.InvalidateRows(s.db, row.Table, row.Column, []string{row.Key})
+			s.txRows[row] = struct{}{}
 		}
-		for row := range s.txRows {
-			n += store.InvalidateRows(s.db, row.Table, row.Column, []string{row.Key})
-		}
-		m.invalidations.WithLabelValues("write").Add(float64(n))
-		if len(writes) > 0 || len(rows) > 0 {
-			m.invalidationEvents.WithLabelValues("write").Inc()
-		}
-	}
-	if r != nil {
+		s.txAll = s.txAll || all
 		s.mu.Lock()
 		s.txMayWrite = s.txMayWrite || r.mayWrite
 		s.mu.Unlock()
 	}
-	if txEnded {
-		if s.txMayWrite {
-			s.mu.Lock()
-			s.rywAfter = time.Now()
-			s.mu.Unlock()
-		}
-		clear(s.txWrites)
-		clear(s.txRows)
-		s.txAll, s.txMayWrite = false, false
+	if !txEnded {
 		return
 	}
-	for _, t := range writes {
-		s.txWrites[t] = struct{}{}
+	if s.txAll || len(s.txWrites) > 0 || len(s.txRows) > 0 {
+		// The scratch slices keep a write transaction free of allocations.
+		s.txScratchW = slices.AppendSeq(s.txScratchW[:0], maps.Keys(s.txWrites))
+		s.txScratchR = slices.AppendSeq(s.txScratchR[:0], maps.Keys(s.txRows))
+		s.drop(s.txAll, s.txScratchW, s.txScratchR)
+	}
+	if s.txMayWrite {
+		s.mu.Lock()
+		s.rywAfter = time.Now()
+		s.mu.Unlock()
+	}
+	clear(s.txWrites)
+	clear(s.txRows)
+	s.txAll, s.txMayWrite = false, false
+}
+
+// drop invalidates this session's database (all), or the tables and rows
+// given, and counts it as one event.
+func (s *session) drop(all bool, tables []string, rows []cache.Row) {
+	store, m := s.p.store, s.p.metrics
+	if all {
+		m.invalidations.WithLabelValues("unclassified").Add(float64(store.InvalidateDB(s.db)))
+		m.invalidationEvents.WithLabelValues("unclassified").Inc()
+		return
+	}
+	if len(tables) == 0 && len(rows) == 0 {
+		return
+	}
+	n := 0
+	for _, t := range tables {
+		n += store.InvalidateTable(s.db, t)
 	}
 	for _, row := range rows {
-		s.txRows[row] = struct{}{}
+		n += store.InvalidateRows(s.db, row.Table, row.Column, []string{row.Key})
 	}
-	s.txAll = all
+	m.invalidations.WithLabelValues("write").Add(float64(n))
+	m.invalidationEvents.WithLabelValues("write").Inc()
 }
 
 // complete applies what request r did, at its ReadyForQuery with status
 // st, before the client sees that ReadyForQuery. Backend loop only.
 func (s *session) complete(r *request, st pgwire.TxStatus) {
-	s.invalidate(r, st == pgwire.TxIdle)
+	s.invalidate(r, true, st == pgwire.TxIdle)
 	if r == nil {
 		return
 	}

@@ -88,6 +88,8 @@ type session struct {
 	txWrites   map[string]struct{}    // tables written in the open transaction
 	txRows     map[cache.Row]struct{} // rows written in the open transaction
 	txAll      bool                   // the open transaction may have changed anything
+	txScratchW []string               // txWrites as a slice, reused
+	txScratchR []cache.Row            // txRows as a slice, reused
 
 	nToBackend int // bytes since the last metrics update; client loop only
 	nToClient  int // guarded by wmu
@@ -256,7 +258,7 @@ func (s *session) backendLoop() error {
 			// In autocommit the statement is committed before its
 			// CommandComplete; a client may act on it before the
 			// ReadyForQuery.
-			s.invalidate(r, false)
+			s.invalidate(r, false, false)
 		case pgwire.MsgParameterStatus:
 			s.parameterStatus(msg)
 		}
