@@ -30,8 +30,12 @@ type Analysis struct {
 	Relations []RelRef // relations the candidate reads, sorted, deduplicated
 	Functions []string // functions the candidate calls (last name element), sorted, deduplicated
 	// RowParams: the candidate reads one table and nothing else, only
-	// rows with these column = parameter equalities.
+	// rows with these column = parameter (or constant) equalities.
 	RowParams []RowParam
+	// Lexemes are a candidate's tokens, comments left out: Reuse requires
+	// the same of another text of the same shape, and finds the constants
+	// of RowParams by them.
+	Lexemes []Lexeme
 
 	// Write side, for every statement in the string (candidate or not).
 
@@ -103,9 +107,75 @@ func Analyze(sql string) *Analysis {
 	a.Calls = sortedUnique(a.Calls)
 	if len(stmts) == 1 {
 		a.RowWrites = writeRows(stmts[0].GetStmt())
+		for i := range a.RowWrites {
+			a.RowWrites[i].Token = -1
+		}
 	}
 	a.read(stmts, first)
+	a.numberConstants(sql)
 	return a
+}
+
+// numberConstants records a candidate's Lexemes and replaces the byte
+// offsets that rowValue leaves in the Token of constant RowParams by token
+// indexes. A constant it cannot place is no RowParam.
+func (a *Analysis) numberConstants(sql string) {
+	if !a.Candidate {
+		return
+	}
+	lexemes, starts, _, ok := lex(sql)
+	a.Lexemes = lexemes
+	if !slices.ContainsFunc(a.RowParams, isConst) {
+		return
+	}
+	var kept []RowParam
+	for _, p := range a.RowParams {
+		if p.Param == 0 {
+			i := slices.Index(starts, int32(p.Token))
+			if !ok || i < 0 || lexemes[i].Kind != int32(pg_query.Token_ICONST) {
+				continue
+			}
+			p.Token = i
+		}
+		kept = append(kept, p)
+	}
+	a.RowParams = kept
+}
+
+func isConst(p RowParam) bool { return p.Param == 0 }
+
+// Lexeme is a token of a text: its kind, and its text unless it is a
+// constant.
+type Lexeme struct {
+	Kind int32
+	Text string
+}
+
+// lex returns sql's tokens and their byte offsets (start, end), comments
+// left out.
+func lex(sql string) (lexemes []Lexeme, starts, ends []int32, ok bool) {
+	res, err := pg_query.Scan(sql)
+	if err != nil {
+		return nil, nil, nil, false
+	}
+	for _, t := range res.GetTokens() {
+		l := Lexeme{Kind: int32(t.GetToken())}
+		switch t.GetToken() {
+		case pg_query.Token_SQL_COMMENT, pg_query.Token_C_COMMENT:
+			continue
+		case pg_query.Token_ICONST, pg_query.Token_FCONST, pg_query.Token_SCONST, pg_query.Token_USCONST,
+			pg_query.Token_BCONST, pg_query.Token_XCONST:
+		default:
+			if t.GetStart() < 0 || t.GetEnd() > int32(len(sql)) || t.GetStart() > t.GetEnd() {
+				return nil, nil, nil, false
+			}
+			l.Text = sql[t.GetStart():t.GetEnd()]
+		}
+		lexemes = append(lexemes, l)
+		starts = append(starts, t.GetStart())
+		ends = append(ends, t.GetEnd())
+	}
+	return lexemes, starts, ends, true
 }
 
 // read fills the read side from the statements and the scan of the first.

@@ -3,6 +3,9 @@ package cachepolicy_test
 import (
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"github.com/sqlcache/sqlcache/cachepolicy"
 )
 
@@ -48,6 +51,31 @@ func FuzzAnalyze(f *testing.F) {
 			if d.Cacheable && !r.MaybeCTE {
 				t.Errorf("cacheable with relation %v unknown: %+v", r, d)
 			}
+		}
+	})
+}
+
+// FuzzReuse checks that an analysis reused for another text of the same
+// shape is exactly the analysis of that text.
+func FuzzReuse(f *testing.F) {
+	f.Add(`SELECT v FROM t WHERE id = 7 AND v > 2`, `SELECT v FROM t WHERE id = 0012345 AND v > 99`)
+	f.Add(`SELECT v FROM t WHERE id = 7 AND k = 3`, "SELECT /* x */ v FROM t WHERE id = 8 -- y\nAND k = 4")
+	f.Add(`SELECT v FROM t WHERE id = 7`, `SELECT v FROM t WHERE id = -7`)
+	f.Add(`SELECT v FROM t WHERE id = 7`, `SELECT v FROM t WHERE id = 0x1F`)
+	f.Add(`INSERT INTO t (id) VALUES (1)`, `INSERT INTO t (id) VALUES (2)`)
+	f.Add(`SELECT * FROM t ORDER BY v LIMIT 10`, `SELECT * FROM t ORDER BY v LIMIT 20`)
+	f.Fuzz(func(t *testing.T, a, b string) {
+		sa, errA := cachepolicy.Shape(a)
+		sb, errB := cachepolicy.Shape(b)
+		if errA != nil || errB != nil || sa != sb {
+			return
+		}
+		reused, ok := cachepolicy.Reuse(cachepolicy.Analyze(a), b)
+		if !ok {
+			return
+		}
+		if diff := cmp.Diff(cachepolicy.Analyze(b), reused, cmpopts.EquateErrors()); diff != "" {
+			t.Errorf("Reuse(Analyze(%q), %q) differs from Analyze (-fresh +reused):\n%s", a, b, diff)
 		}
 	})
 }

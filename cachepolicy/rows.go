@@ -9,23 +9,34 @@ import (
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 )
 
-// RowParam is an equality `column = $Param` at the top level of a
-// statement's WHERE clause (alone or among ANDed conditions): every row the
-// statement reads or writes has the parameter's value in that column.
+// RowParam is an equality `column = $Param`, or `column = Const` with a
+// non-negative integer constant, at the top level of a statement's WHERE
+// clause (alone or among ANDed conditions): every row the statement reads
+// or writes has that value in that column.
 type RowParam struct {
 	Column string
-	Param  int // 1-based, as in $1
+	Param  int // 1-based, as in $1; 0 for a constant
+	// Const is the constant in decimal, when Param is 0, and Token its
+	// index in Analysis.Lexemes (-1 for a write, whose analysis is never
+	// reused).
+	Const string
+	Token int
 }
 
 // RowRead is how a cacheable answer is tied to one row: it reads nothing
 // but the row (if any) of Table whose primary key Column equals parameter
-// Param, and only a change of that row, or of the whole table, changes it.
+// Param (or the constant Const, when Param is 0), and only a change of
+// that row, or of the whole table, changes it.
 type RowRead struct {
 	Table   string
 	Column  string
 	Param   int
+	Const   string // the key in decimal, when Param is 0
 	KeyType uint32 // the key column's type OID: int2, int4 or int8
 }
+
+// Key returns the row's key when it is a constant of the statement.
+func (r RowRead) Key() (string, bool) { return r.Const, r.Param == 0 && r.Const != "" }
 
 // Type OIDs of the key columns rows are tracked by.
 const (
@@ -56,15 +67,31 @@ func rowFilters(where *pg_query.Node, name, alias string) []RowParam {
 		if col.GetColumnRef() == nil {
 			col, param = param, col
 		}
-		p := param.GetParamRef()
-		if p == nil || p.GetNumber() < 1 {
+		rp, ok := rowValue(param)
+		if !ok {
 			continue
 		}
-		if column, ok := columnOf(col.GetColumnRef(), name, alias); ok {
-			out = append(out, RowParam{Column: column, Param: int(p.GetNumber())})
+		if rp.Column, ok = columnOf(col.GetColumnRef(), name, alias); ok {
+			out = append(out, rp)
 		}
 	}
 	return out
+}
+
+// rowValue returns the RowParam, Column left out, of a value compared with
+// a column: a parameter or a non-negative integer constant. A negative
+// constant is left out: its text is two tokens, which Reuse does not
+// follow. The Token of a constant is its byte offset in the text until
+// Analyze numbers the tokens.
+func rowValue(v *pg_query.Node) (RowParam, bool) {
+	if p := v.GetParamRef(); p != nil && p.GetNumber() > 0 {
+		return RowParam{Param: int(p.GetNumber())}, true
+	}
+	c := v.GetAConst()
+	if c == nil || c.GetIsnull() || c.GetIval() == nil || c.GetIval().GetIval() < 0 {
+		return RowParam{}, false
+	}
+	return RowParam{Const: strconv.Itoa(int(c.GetIval().GetIval())), Token: int(c.GetLocation())}, true
 }
 
 // columnOf returns the column a reference names, if it is one of the
@@ -159,8 +186,9 @@ func insertRow(ins *pg_query.InsertStmt) []RowParam {
 	}
 	var out []RowParam
 	for i, c := range ins.GetCols() {
-		if p := values[i].GetParamRef(); p != nil && p.GetNumber() > 0 {
-			out = append(out, RowParam{Column: c.GetResTarget().GetName(), Param: int(p.GetNumber())})
+		if rp, ok := rowValue(values[i]); ok {
+			rp.Column = c.GetResTarget().GetName()
+			out = append(out, rp)
 		}
 	}
 	oc := ins.GetOnConflictClause()
@@ -213,16 +241,17 @@ func rowOf(table string, params []RowParam, f Facts) (RowRead, bool) {
 	}
 	for _, p := range params {
 		if p.Column == ri.Key {
-			return RowRead{Table: table, Column: ri.Key, Param: p.Param, KeyType: ri.KeyType}, true
+			return RowRead{Table: table, Column: ri.Key, Param: p.Param, Const: p.Const, KeyType: ri.KeyType}, true
 		}
 	}
 	return RowRead{}, false
 }
 
 // WriteRow reports whether a's statement writes only the row of one table
-// picked by its primary key: an UPDATE or DELETE with `key = $n` among the
-// ANDed conditions of its WHERE clause that does not set the key. f must
-// describe a.Writes.
+// picked by its primary key: an UPDATE or DELETE with `key = $n` or
+// `key = constant` among the ANDed conditions of its WHERE clause that does
+// not set the key, or a one-row INSERT of the key. f must describe
+// a.Writes.
 func WriteRow(a *Analysis, f Facts) (RowRead, bool) {
 	if a.Statements != 1 || len(a.Writes) != 1 || a.InvalidateAll || a.CatalogChange || len(a.RowWrites) == 0 {
 		return RowRead{}, false

@@ -40,7 +40,14 @@ func TestDecideRow(t *testing.T) {
 		{`SELECT * FROM big WHERE id = $1`, &cachepolicy.RowRead{Table: "big", Column: "id", Param: 1, KeyType: 20}},
 		{`SELECT abalance FROM accounts WHERE aid = $1 OR aid = $2`, nil},
 		{`SELECT abalance FROM accounts WHERE aid > $1`, nil},
-		{`SELECT abalance FROM accounts WHERE aid = 7`, nil},
+		{`SELECT abalance FROM accounts WHERE aid = 7`, &cachepolicy.RowRead{Table: "accounts", Column: "aid", Const: "7", KeyType: 23}},
+		{`SELECT abalance FROM accounts WHERE 0 = aid AND abalance > 5`, &cachepolicy.RowRead{Table: "accounts", Column: "aid", Const: "0", KeyType: 23}},
+		{`SELECT abalance FROM accounts WHERE aid = -7`, nil},
+		{`SELECT abalance FROM accounts WHERE aid = '7'`, nil},
+		{`SELECT abalance FROM accounts WHERE aid = 7.0`, nil},
+		{`SELECT abalance FROM accounts WHERE aid = 3000000000`, nil},
+		{`SELECT abalance FROM accounts WHERE aid = 7::int`, nil},
+		{`SELECT abalance FROM accounts WHERE aid = NULL`, nil},
 		{`SELECT abalance FROM accounts WHERE aid = $1::int`, nil},
 		{`SELECT abalance FROM accounts WHERE abalance = $1`, nil},
 		{`SELECT abalance FROM accounts a WHERE accounts.aid = $1`, nil}, // not a's column
@@ -72,37 +79,46 @@ func TestWriteRow(t *testing.T) {
 	for _, tc := range []struct {
 		sql string
 		ok  bool
+		key string // Const, or "" for $1
 	}{
-		{`UPDATE accounts SET abalance = abalance + $2 WHERE aid = $1`, true},
-		{`UPDATE accounts a SET abalance = 0 WHERE a.aid = $1 AND abalance > 0 RETURNING abalance`, true},
-		{`DELETE FROM accounts WHERE aid = $1`, true},
-		{`UPDATE accounts SET aid = $2 WHERE aid = $1`, false}, // the key moves
-		{`UPDATE accounts SET abalance = 0 WHERE aid = $1 OR bid = $2`, false},
-		{`UPDATE accounts SET abalance = 0 WHERE aid = 5`, false},
-		{`UPDATE accounts SET abalance = 0`, false},
-		{`INSERT INTO accounts VALUES ($1, 0)`, false}, // which column is which: not said
-		{`INSERT INTO accounts (aid, abalance) VALUES ($1, $2)`, true},
-		{`INSERT INTO accounts (abalance, aid) VALUES ($2, $1) RETURNING aid`, true},
-		{`INSERT INTO accounts (aid, abalance) VALUES ($1, 0) ON CONFLICT DO NOTHING`, true},
-		{`INSERT INTO accounts (aid, abalance) VALUES ($1, 0) ON CONFLICT (aid) DO UPDATE SET abalance = excluded.abalance`, true},
-		{`INSERT INTO accounts (aid, abalance) VALUES ($1, 0) ON CONFLICT (bid) DO UPDATE SET abalance = 1`, false},
-		{`INSERT INTO accounts (aid, abalance) VALUES ($1, 0) ON CONFLICT (aid) DO UPDATE SET aid = 7`, false},
-		{`INSERT INTO accounts (aid, abalance) VALUES ($1, 0) ON CONFLICT ON CONSTRAINT accounts_pkey DO UPDATE SET abalance = 1`, false},
-		{`INSERT INTO accounts (aid, abalance) VALUES ($1, 0), ($2, 0)`, false},
-		{`INSERT INTO accounts (aid, abalance) SELECT $1, 0`, false},
-		{`INSERT INTO accounts (aid, abalance) VALUES (7, 0)`, false},
-		{`INSERT INTO accounts (abalance) VALUES ($1)`, false},
-		{`WITH d AS (DELETE FROM branches RETURNING bid) UPDATE accounts SET abalance = 0 WHERE aid = $1`, false},
-		{`UPDATE accounts SET abalance = 0 WHERE aid = $1; SELECT 1`, false},
-		{`UPDATE named SET v = 0 WHERE name = $1`, false},
-		{`UPDATE twice SET v = 0 WHERE id = $1`, false},
+		{`UPDATE accounts SET abalance = abalance + $2 WHERE aid = $1`, true, ""},
+		{`UPDATE accounts a SET abalance = 0 WHERE a.aid = $1 AND abalance > 0 RETURNING abalance`, true, ""},
+		{`DELETE FROM accounts WHERE aid = $1`, true, ""},
+		{`UPDATE accounts SET aid = $2 WHERE aid = $1`, false, ""}, // the key moves
+		{`UPDATE accounts SET abalance = 0 WHERE aid = $1 OR bid = $2`, false, ""},
+		{`UPDATE accounts SET abalance = 0 WHERE aid = 5`, true, "5"},
+		{`UPDATE accounts SET abalance = 0 WHERE aid = -5`, false, ""},
+		{`DELETE FROM accounts WHERE aid = 0012`, true, "12"},
+		{`UPDATE accounts SET abalance = 0`, false, ""},
+		{`INSERT INTO accounts VALUES ($1, 0)`, false, ""}, // which column is which: not said
+		{`INSERT INTO accounts (aid, abalance) VALUES ($1, $2)`, true, ""},
+		{`INSERT INTO accounts (abalance, aid) VALUES ($2, $1) RETURNING aid`, true, ""},
+		{`INSERT INTO accounts (aid, abalance) VALUES ($1, 0) ON CONFLICT DO NOTHING`, true, ""},
+		{`INSERT INTO accounts (aid, abalance) VALUES ($1, 0) ON CONFLICT (aid) DO UPDATE SET abalance = excluded.abalance`, true, ""},
+		{`INSERT INTO accounts (aid, abalance) VALUES ($1, 0) ON CONFLICT (bid) DO UPDATE SET abalance = 1`, false, ""},
+		{`INSERT INTO accounts (aid, abalance) VALUES ($1, 0) ON CONFLICT (aid) DO UPDATE SET aid = 7`, false, ""},
+		{`INSERT INTO accounts (aid, abalance) VALUES ($1, 0) ON CONFLICT ON CONSTRAINT accounts_pkey DO UPDATE SET abalance = 1`, false, ""},
+		{`INSERT INTO accounts (aid, abalance) VALUES ($1, 0), ($2, 0)`, false, ""},
+		{`INSERT INTO accounts (aid, abalance) SELECT $1, 0`, false, ""},
+		{`INSERT INTO accounts (aid, abalance) VALUES (7, 0)`, true, "7"},
+		{`INSERT INTO accounts (aid, abalance) VALUES (7, $1) ON CONFLICT (aid) DO UPDATE SET abalance = 1`, true, "7"},
+		{`INSERT INTO accounts (aid, abalance) VALUES ('7', 0)`, false, ""},
+		{`INSERT INTO accounts (abalance) VALUES ($1)`, false, ""},
+		{`WITH d AS (DELETE FROM branches RETURNING bid) UPDATE accounts SET abalance = 0 WHERE aid = $1`, false, ""},
+		{`UPDATE accounts SET abalance = 0 WHERE aid = $1; SELECT 1`, false, ""},
+		{`UPDATE named SET v = 0 WHERE name = $1`, false, ""},
+		{`UPDATE twice SET v = 0 WHERE id = $1`, false, ""},
 	} {
 		r, ok := cachepolicy.WriteRow(cachepolicy.Analyze(tc.sql), rowFacts)
 		if ok != tc.ok {
 			t.Errorf("WriteRow(%s) = %+v, %t; want %t", tc.sql, r, ok, tc.ok)
 		}
-		if ok && (r.Table != "accounts" || r.Column != "aid" || r.Param != 1) {
-			t.Errorf("WriteRow(%s) = %+v", tc.sql, r)
+		want := cachepolicy.RowRead{Table: "accounts", Column: "aid", Param: 1, KeyType: 23}
+		if tc.key != "" {
+			want.Param, want.Const = 0, tc.key
+		}
+		if diff := cmp.Diff(want, r); ok && diff != "" {
+			t.Errorf("WriteRow(%s) (-want +got):\n%s", tc.sql, diff)
 		}
 	}
 }

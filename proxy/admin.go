@@ -116,7 +116,8 @@ type Explanation struct {
 	Reason    string   `json:"reason"`
 	Tables    []string `json:"tables"`
 	Writes    []string `json:"writes,omitempty"`
-	// Row, for an answer or a write tied to one row: "table.key = $n".
+	// Row, for an answer or a write tied to one row: "table.key = $n" (or
+	// "= 7" for a constant).
 	Row string `json:"row,omitempty"`
 	// OwnWriteWait is set for a statement that writes when the change
 	// stream keeps the cache current: whether the writing session's next
@@ -148,9 +149,9 @@ func (p *Proxy) Explain(ctx context.Context, db, sql string) Explanation {
 		e.TTL = d.TTL.String()
 	}
 	if r := d.Row; r != nil {
-		e.Row = fmt.Sprintf("%s.%s = $%d", r.Table, r.Column, r.Param)
+		e.Row = rowText(*r)
 	} else if r := pl.writeRow; r != nil {
-		e.Row = fmt.Sprintf("%s.%s = $%d", r.Table, r.Column, r.Param)
+		e.Row = rowText(*r)
 	}
 	if wait := !pl.writesOnly; p.planner.streamed && mayWrite(pl.analysis) && !d.Cacheable &&
 		(wait || len(pl.analysis.Writes) > 0) {
@@ -175,4 +176,12 @@ func counterValue(c prometheus.Counter) uint64 {
 		return 0
 	}
 	return uint64(m.GetCounter().GetValue())
+}
+
+// rowText shows a RowRead as "table.key = $n" or "table.key = 7".
+func rowText(r cachepolicy.RowRead) string {
+	if key, ok := r.Key(); ok {
+		return fmt.Sprintf("%s.%s = %s", r.Table, r.Column, key)
+	}
+	return fmt.Sprintf("%s.%s = $%d", r.Table, r.Column, r.Param)
 }

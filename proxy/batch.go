@@ -354,8 +354,12 @@ func (s *session) bindRow(st *stmtInfo, bind pgwire.BindBody) {
 }
 
 // paramRow returns the row a RowRead picks with the parameters of a Bind
-// (args) of a statement parsed with oids.
+// (args) of a statement parsed with oids, or with the statement's own
+// constant.
 func paramRow(r cachepolicy.RowRead, args, oids []byte) (cache.Row, bool) {
+	if key, ok := r.Key(); ok {
+		return cache.Row{Table: r.Table, Column: r.Column, Key: key}, true
+	}
 	value, bin, null, err := pgwire.Param(args, r.Param-1)
 	if err != nil || null {
 		return cache.Row{}, false

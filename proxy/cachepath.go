@@ -93,7 +93,13 @@ func (s *session) query(msg pgwire.Message) error {
 	if held != nil {
 		// After the lookup, which may have decided the plan.
 		s.decideWrites(held)
-		r.classify(*held, nil)
+		var row *cache.Row
+		if wr := (*held).writeRow; wr != nil {
+			if rw, ok := paramRow(*wr, nil, nil); ok {
+				row = &rw
+			}
+		}
+		r.classify(*held, row)
 		if (*held).analysis.Statements > 0 {
 			// A simple Query destroys the unnamed statement.
 			delete(s.stmts, "")
@@ -232,8 +238,12 @@ type bindParams struct{ args, oids []byte }
 // answer to one and the parameters say which.
 func (s *session) begin(p *plan, key []byte, params *bindParams) *cache.Fill {
 	d := p.decision
-	if d.Row != nil && params != nil {
-		if row, ok := paramRow(*d.Row, params.args, params.oids); ok {
+	if d.Row != nil {
+		var args, oids []byte
+		if params != nil {
+			args, oids = params.args, params.oids
+		}
+		if row, ok := paramRow(*d.Row, args, oids); ok {
 			return s.p.store.BeginRow(key, p.label, s.db, row, d.TTL)
 		}
 	}

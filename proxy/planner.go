@@ -133,11 +133,13 @@ func (pl *planner) analysis(sql string) *cachepolicy.Analysis {
 	if err != nil {
 		return cachepolicy.Analyze(sql)
 	}
-	if a, ok := pl.shapes.Get(shape); ok && cachepolicy.ReusableFor(a, sql) {
-		return a
+	if a, ok := pl.shapes.Get(shape); ok {
+		if b, ok := cachepolicy.Reuse(a, sql); ok {
+			return b
+		}
 	}
 	a := cachepolicy.Analyze(sql)
-	if cachepolicy.ReusableFor(a, sql) {
+	if _, ok := cachepolicy.Reuse(a, sql); ok {
 		pl.shapes.Add(shape, a)
 	}
 	return a
