@@ -11,46 +11,33 @@ import (
 
 // invalidate drops the cached answers that r's writes, and those of the
 // open transaction, may have made stale. It runs at each CommandComplete
-// (ready false) and at each ReadyForQuery (ready true).
+// (ready false; commit if its tag is COMMIT) and at each ReadyForQuery
+// (ready true; txEnded if the transaction block is over).
 //
 // Other sessions see a write only once it commits, and this session does
 // not use the cache inside a transaction, so a transaction's writes are
-// dropped once, at the ReadyForQuery that ends it (commit or rollback
-// alike): every fill that began before that sees the bumped generations and
-// is refused. A statement sent outside a transaction is also dropped at its
-// CommandComplete, because a simple Query commits before it and a client
-// may act on it before the ReadyForQuery. Backend loop only.
-func (s *session) invalidate(r *request, ready, txEnded bool) {
-	if r != nil {
+// dropped when it commits, before the client sees the COMMIT's
+// CommandComplete, and again at the ReadyForQuery that ends it (commit or
+// rollback alike): every fill that began before that sees the bumped
+// generations and is refused. A statement sent outside a transaction is
+// also dropped at its CommandComplete, because a simple Query commits
+// before it and a client may act on it before the ReadyForQuery. Backend
+// loop only.
+func (s *session) invalidate(r *request, ready, commit, txEnded bool) {
+	if !ready && r != nil && !r.inTx {
 		s.mu.Lock()
 		writes, rows := r.writes, r.rows
 		all := r.invalidateAll || r.unparsed && !r.failed
 		s.mu.Unlock()
-		if !ready {
-			if !r.inTx {
-				s.drop(all, writes, rows)
-			}
-			return
-		}
-		for _, t := range writes {
-			s.txWrites[t] = struct{}{}
-		}
-		for _, row := range rows {
-			s.txRows[row] = struct{}{}
-		}
-		s.txAll = s.txAll || all
-		s.mu.Lock()
-		s.txMayWrite = s.txMayWrite || r.mayWrite
-		s.mu.Unlock()
+		s.drop(all, writes, rows)
+		return
+	}
+	s.accumulate(r)
+	if commit || txEnded {
+		s.dropTx()
 	}
 	if !txEnded {
 		return
-	}
-	if s.txAll || len(s.txWrites) > 0 || len(s.txRows) > 0 {
-		// The scratch slices keep a write transaction free of allocations.
-		s.txScratchW = slices.AppendSeq(s.txScratchW[:0], maps.Keys(s.txWrites))
-		s.txScratchR = slices.AppendSeq(s.txScratchR[:0], maps.Keys(s.txRows))
-		s.drop(s.txAll, s.txScratchW, s.txScratchR)
 	}
 	if s.txMayWrite {
 		s.mu.Lock()
@@ -60,6 +47,35 @@ func (s *session) invalidate(r *request, ready, txEnded bool) {
 	clear(s.txWrites)
 	clear(s.txRows)
 	s.txAll, s.txMayWrite = false, false
+}
+
+// accumulate adds what r may have written to the open transaction's
+// writes; it may run more than once for one request.
+func (s *session) accumulate(r *request) {
+	if r == nil {
+		return
+	}
+	s.mu.Lock()
+	for _, t := range r.writes {
+		s.txWrites[t] = struct{}{}
+	}
+	for _, row := range r.rows {
+		s.txRows[row] = struct{}{}
+	}
+	s.txAll = s.txAll || r.invalidateAll || r.unparsed && !r.failed
+	s.txMayWrite = s.txMayWrite || r.mayWrite
+	s.mu.Unlock()
+}
+
+// dropTx drops the open transaction's writes.
+func (s *session) dropTx() {
+	if !s.txAll && len(s.txWrites) == 0 && len(s.txRows) == 0 {
+		return
+	}
+	// The scratch slices keep a write transaction free of allocations.
+	s.txScratchW = slices.AppendSeq(s.txScratchW[:0], maps.Keys(s.txWrites))
+	s.txScratchR = slices.AppendSeq(s.txScratchR[:0], maps.Keys(s.txRows))
+	s.drop(s.txAll, s.txScratchW, s.txScratchR)
 }
 
 // drop invalidates this session's database (all), or the tables and rows
@@ -88,7 +104,7 @@ func (s *session) drop(all bool, tables []string, rows []cache.Row) {
 // complete applies what request r did, at its ReadyForQuery with status
 // st, before the client sees that ReadyForQuery. Backend loop only.
 func (s *session) complete(r *request, st pgwire.TxStatus) {
-	s.invalidate(r, true, st == pgwire.TxIdle)
+	s.invalidate(r, true, false, st == pgwire.TxIdle)
 	if r == nil {
 		return
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -216,6 +217,9 @@ func (s *session) clientReadFailed(err error) error {
 	return err
 }
 
+// tagCommit is the CommandComplete tag of COMMIT and END.
+var tagCommit = []byte("COMMIT")
+
 // backendLoop relays backend messages to the client and completes requests
 // at each ReadyForQuery.
 func (s *session) backendLoop() error {
@@ -256,9 +260,10 @@ func (s *session) backendLoop() error {
 			}
 		case pgwire.MsgCommandComplete:
 			// In autocommit the statement is committed before its
-			// CommandComplete; a client may act on it before the
-			// ReadyForQuery.
-			s.invalidate(r, false, false)
+			// CommandComplete, and a transaction before its COMMIT's; a
+			// client may act on it before the ReadyForQuery.
+			commit := !msg.Streamed() && bytes.Equal(pgwire.CommandTag(msg.Body), tagCommit)
+			s.invalidate(r, false, commit, false)
 		case pgwire.MsgParameterStatus:
 			s.parameterStatus(msg)
 		}
