@@ -158,6 +158,8 @@ func lex(sql string) (lexemes []Lexeme, starts, ends []int32, ok bool) {
 	if err != nil {
 		return nil, nil, nil, false
 	}
+	n := len(res.GetTokens())
+	lexemes, starts, ends = make([]Lexeme, 0, n), make([]int32, 0, n), make([]int32, 0, n)
 	for _, t := range res.GetTokens() {
 		l := Lexeme{Kind: int32(t.GetToken())}
 		switch t.GetToken() {

@@ -1,49 +1,66 @@
 package cachepolicy
 
 import (
+	"encoding/binary"
+	"errors"
+	"hash/maphash"
 	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
-
-	pg_query "github.com/pganalyze/pg_query_go/v6"
 )
 
-// Shape returns the fingerprint of sql's parse tree with constants left
-// out (pg_query's fingerprint): two texts of one shape read and call the
-// same relations and functions. It is about ten times cheaper than
-// Analyze, so a proxy can analyze one text per shape and reuse that
-// analysis for the others, as long as Reuse allows.
-func Shape(sql string) (uint64, error) {
-	return pg_query.FingerprintToUInt64(sql)
+// Shape is a text's tokens, comments left out, with the constants'
+// values set aside: texts of one shape have the same parse tree but for
+// the values of their constants. Hash is the same for texts of one shape
+// (and, rarely, for others: Reuse compares the tokens). Scanning a text
+// costs a fraction of analyzing it, so a proxy can analyze one text per
+// shape and reuse that analysis for the others, as long as Reuse allows.
+type Shape struct {
+	Hash    uint64
+	sql     string
+	lexemes []Lexeme
+	starts  []int32
+	ends    []int32
 }
 
-// Reuse returns the analysis of sql, another text of the same shape as
-// a's, from a, if it can. Only a cacheable-candidate SELECT without
-// parameters qualifies, because only constants differ between the texts
-// and a candidate's analysis depends on no constant but one that reads the
-// clock ('now', 'today', …), which sql must not hold, and the integer
-// constants of its RowParams, which Reuse reads from sql. It requires the
-// two texts' tokens to be the same, one for one, but for the constants'
-// text, so that the trees are the same but for the constants' values and
-// each constant is the same token: texts of one shape can differ in more
-// (`id = 7` and `id = 7.0` or `id = -7`; the fingerprint also leaves out
-// digits in relation names, so `events_2024` and `events_2025` are of one
-// shape). Parameters are another
-// matter: the fingerprint does not tell `id = $1` from `id = 7`, nor $1 from
-// $2, and RowParams do; so a text that may hold one ('$' anywhere) is
-// analyzed afresh, as is anything else (SET values, EXPLAIN options, write
-// statements).
-func Reuse(a *Analysis, sql string) (*Analysis, bool) {
+// shapeSeed seeds Shape hashes: they are compared within a process only.
+var shapeSeed = maphash.MakeSeed()
+
+// ShapeOf returns the shape of sql, or an error if it cannot be scanned.
+func ShapeOf(sql string) (*Shape, error) {
+	lexemes, starts, ends, ok := lex(sql)
+	if !ok {
+		return nil, errors.New("shape: the text does not scan")
+	}
+	var h maphash.Hash
+	h.SetSeed(shapeSeed)
+	var kind [5]byte
+	for _, l := range lexemes {
+		binary.LittleEndian.PutUint32(kind[:4], uint32(l.Kind))
+		kind[4] = byte(len(l.Text))
+		h.Write(kind[:])
+		h.WriteString(l.Text)
+	}
+	return &Shape{Hash: h.Sum64(), sql: sql, lexemes: lexemes, starts: starts, ends: ends}, nil
+}
+
+// Reuse returns the analysis of sh's text from a, the analysis of another
+// text of the same shape, if it can. Only a cacheable-candidate SELECT
+// without parameters qualifies, because only constants differ between the
+// texts and a candidate's analysis depends on no constant but one that
+// reads the clock ('now', 'today', …), which the text must not hold, and
+// the integer constants of its RowParams, which Reuse reads from the text
+// by their token's index. A text that may hold a parameter ('$' anywhere)
+// is analyzed afresh, as is anything but a candidate (SET values, EXPLAIN
+// options, write statements).
+func Reuse(a *Analysis, sh *Shape) (*Analysis, bool) {
+	sql := sh.sql
 	if !a.Candidate || a.Statements != 1 || len(a.Session) > 0 ||
 		slices.ContainsFunc(a.RowParams, func(p RowParam) bool { return !isConst(p) }) ||
-		mentionsClockWord(sql) || strings.ContainsAny(sql, "$\x00") || !utf8.ValidString(sql) {
-		// The fingerprint stops at a NUL byte and reads invalid UTF-8,
-		// which Analyze rejects.
-		return nil, false
-	}
-	lexemes, starts, ends, ok := lex(sql)
-	if !ok || !slices.Equal(lexemes, a.Lexemes) {
+		mentionsClockWord(sql) || strings.ContainsAny(sql, "$\x00") || !utf8.ValidString(sql) ||
+		!slices.Equal(sh.lexemes, a.Lexemes) {
+		// Analyze rejects a NUL byte and invalid UTF-8.
 		return nil, false
 	}
 	if len(a.RowParams) == 0 {
@@ -52,7 +69,7 @@ func Reuse(a *Analysis, sql string) (*Analysis, bool) {
 	b := *a
 	b.RowParams = slices.Clone(a.RowParams)
 	for i, p := range b.RowParams {
-		c, ok := decimal(sql[starts[p.Token]:ends[p.Token]])
+		c, ok := decimal(sql[sh.starts[p.Token]:sh.ends[p.Token]])
 		if !ok {
 			return nil, false
 		}

@@ -129,18 +129,18 @@ func newPlan(sql string, a *cachepolicy.Analysis) *plan {
 // analysis analyzes sql, reusing the analysis of a text of the same shape
 // where the policy allows.
 func (pl *planner) analysis(sql string) *cachepolicy.Analysis {
-	shape, err := cachepolicy.Shape(sql)
+	sh, err := cachepolicy.ShapeOf(sql)
 	if err != nil {
 		return cachepolicy.Analyze(sql)
 	}
-	if a, ok := pl.shapes.Get(shape); ok {
-		if b, ok := cachepolicy.Reuse(a, sql); ok {
+	if a, ok := pl.shapes.Get(sh.Hash); ok {
+		if b, ok := cachepolicy.Reuse(a, sh); ok {
 			return b
 		}
 	}
 	a := cachepolicy.Analyze(sql)
-	if _, ok := cachepolicy.Reuse(a, sql); ok {
-		pl.shapes.Add(shape, a)
+	if _, ok := cachepolicy.Reuse(a, sh); ok {
+		pl.shapes.Add(sh.Hash, a)
 	}
 	return a
 }
