@@ -221,6 +221,20 @@ func TestRowInvalidation(t *testing.T) {
 		eventually(t, 5*time.Second, func() (string, error) { return getS(2)(), nil }, plus(two, 1))
 		stillHit("row 3", getS(3), plus(three, 1))
 
+		// The same write by the extended protocol, its key a constant
+		// all the same.
+		waitApplied(t, sc)
+		cached("row 2", getS(2))
+		cached("row 3", getS(3))
+		if _, err := conn.Exec(ctx, `UPDATE kv SET v = v + 1 WHERE id = 3`); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := getS(3)(), plus(three, 2); got != want {
+			t.Errorf("row 3 after its update by the extended protocol = %s; want %s", got, want)
+		}
+		stillHit("row 2", getS(2), plus(two, 1))
+		three = plus(three, 1)
+
 		cached("absent row 8", getS(8))
 		simple(`INSERT INTO kv (id, v) VALUES (8, 80)`)
 		if got := getS(8)(); got != "80" {
