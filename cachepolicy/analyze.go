@@ -34,7 +34,7 @@ type Analysis struct {
 	RowParams []RowParam
 	// Lexemes are a candidate's tokens, comments left out: Reuse requires
 	// the same of another text of the same shape, and finds the constants
-	// of RowParams by them.
+	// of RowParams by them. Nil for a text of more than maxLexemes.
 	Lexemes []Lexeme
 
 	// Write side, for every statement in the string (candidate or not).
@@ -124,15 +124,17 @@ func (a *Analysis) numberConstants(sql string) {
 		return
 	}
 	lexemes, starts, _, ok := lex(sql)
-	a.Lexemes = lexemes
+	if len(lexemes) <= maxLexemes {
+		a.Lexemes = lexemes
+	}
 	if !slices.ContainsFunc(a.RowParams, isConst) {
 		return
 	}
 	var kept []RowParam
 	for _, p := range a.RowParams {
 		if p.Param == 0 {
-			i := slices.Index(starts, int32(p.Token))
-			if !ok || i < 0 || lexemes[i].Kind != int32(pg_query.Token_ICONST) {
+			i, found := slices.BinarySearch(starts, int32(p.Token))
+			if !ok || !found || lexemes[i].Kind != int32(pg_query.Token_ICONST) {
 				continue
 			}
 			p.Token = i
@@ -141,6 +143,10 @@ func (a *Analysis) numberConstants(sql string) {
 	}
 	a.RowParams = kept
 }
+
+// maxLexemes bounds the Lexemes an analysis keeps: a longer text (a large
+// IN list, say) is analyzed on its own rather than kept for reuse.
+const maxLexemes = 1024
 
 func isConst(p RowParam) bool { return p.Param == 0 }
 

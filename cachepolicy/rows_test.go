@@ -1,6 +1,7 @@
 package cachepolicy_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -42,6 +43,7 @@ func TestDecideRow(t *testing.T) {
 		{`SELECT abalance FROM accounts WHERE aid > $1`, nil},
 		{`SELECT abalance FROM accounts WHERE aid = 7`, &cachepolicy.RowRead{Table: "accounts", Column: "aid", Const: "7", KeyType: 23}},
 		{`SELECT abalance FROM accounts WHERE 0 = aid AND abalance > 5`, &cachepolicy.RowRead{Table: "accounts", Column: "aid", Const: "0", KeyType: 23}},
+		{`SELECT abalance FROM accounts WHERE aid = 7 AND abalance IN (` + strings.Repeat("1, ", 600) + `1)`, &cachepolicy.RowRead{Table: "accounts", Column: "aid", Const: "7", KeyType: 23}}, // too long to keep its tokens
 		{`SELECT abalance FROM accounts WHERE aid = -7`, nil},
 		{`SELECT abalance FROM accounts WHERE aid = '7'`, nil},
 		{`SELECT abalance FROM accounts WHERE aid = 7.0`, nil},

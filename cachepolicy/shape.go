@@ -59,7 +59,7 @@ func Reuse(a *Analysis, sh *Shape) (*Analysis, bool) {
 	if !a.Candidate || a.Statements != 1 || len(a.Session) > 0 ||
 		slices.ContainsFunc(a.RowParams, func(p RowParam) bool { return !isConst(p) }) ||
 		mentionsClockWord(sql) || strings.ContainsAny(sql, "$\x00") || !utf8.ValidString(sql) ||
-		!slices.Equal(sh.lexemes, a.Lexemes) {
+		len(a.Lexemes) == 0 || !slices.Equal(sh.lexemes, a.Lexemes) {
 		// Analyze rejects a NUL byte and invalid UTF-8.
 		return nil, false
 	}

@@ -1,6 +1,7 @@
 package cachepolicy_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -41,6 +42,7 @@ func TestShapeReuse(t *testing.T) {
 		{"row constant, too large for int4", `SELECT v FROM t WHERE id = 7`, `SELECT v FROM t WHERE id = 3000000000`, false, false},
 		{"row constant, string", `SELECT v FROM t WHERE id = 7`, `SELECT v FROM t WHERE id = '7'`, false, false},
 		{"row constant, then IN list", `SELECT v FROM t WHERE id = 7 AND k IN (1, 2)`, `SELECT v FROM t WHERE id = 7 AND k IN (1, 2, 3)`, false, false},
+		{"too long to keep", `SELECT v FROM t WHERE id = 7 AND k IN (` + strings.Repeat("1, ", 600) + `1)`, `SELECT v FROM t WHERE id = 8 AND k IN (` + strings.Repeat("2, ", 600) + `2)`, true, false},
 		{"negative constants", `SELECT v FROM t WHERE id = -7`, `SELECT v FROM t WHERE id = -8`, true, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
