@@ -30,7 +30,9 @@ type Fill struct {
 	row    *rowRef
 	ttl    time.Duration
 	leader bool
-	// done is closed when a leader fill ends; nil for other fills.
+	// done is closed when a leader fill ends, made by the first Wait for
+	// it (most fills have no waiters); nil until then. Guarded by the mu
+	// of the Store that began it.
 	done chan struct{}
 
 	// Generations seen by Begin; tableGens[i] is for tables[i]. A row
@@ -92,8 +94,7 @@ func (s *Store) Begin(key []byte, label, db string, tables []string, ttl time.Du
 func (s *Store) lead(f *Fill) {
 	if _, running := s.flights[f.key]; !running {
 		f.leader = true
-		f.done = make(chan struct{})
-		s.flights[f.key] = f.done
+		s.flights[f.key] = f
 	}
 }
 
@@ -143,7 +144,14 @@ func (f *Fill) Leader() bool { return f.leader }
 func (s *Store) Wait(key []byte) <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.flights[string(key)] // no allocation: the conversion is only a lookup
+	f := s.flights[string(key)] // no allocation: the conversion is only a lookup
+	if f == nil {
+		return nil
+	}
+	if f.done == nil {
+		f.done = make(chan struct{})
+	}
+	return f.done
 }
 
 // Abort ends f without storing anything. It is a no-op if f has ended.
@@ -162,7 +170,9 @@ func (s *Store) end(f *Fill) {
 	f.ended = true
 	if f.leader {
 		delete(s.flights, f.key)
-		close(f.done)
+		if f.done != nil {
+			close(f.done)
+		}
 	}
 }
 

@@ -127,9 +127,8 @@ type Store struct {
 	rowsBy  map[columnRef]uint64
 	rowGens *[rowSlots]uint64
 
-	// flights maps a key to the done channel of its leader fill, closed
-	// when that fill ends.
-	flights map[string]chan struct{}
+	// flights maps a key to its leader fill while it runs.
+	flights map[string]*Fill
 
 	evictions   uint64
 	expirations uint64
@@ -187,7 +186,7 @@ func New(cfg Config) *Store {
 		tableGen:      make(map[tableRef]uint64),
 		rowsBy:        make(map[columnRef]uint64),
 		rowGens:       new([rowSlots]uint64),
-		flights:       make(map[string]chan struct{}),
+		flights:       make(map[string]*Fill),
 	}
 }
 
