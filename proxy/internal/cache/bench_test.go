@@ -54,6 +54,28 @@ func BenchmarkCommit(b *testing.B) {
 	}
 }
 
+// BenchmarkCommitRow is BenchmarkCommit for answers about one row each,
+// as point reads by primary key are stored.
+func BenchmarkCommitRow(b *testing.B) {
+	value := []byte(strings.Repeat("D", 512))
+	keys := make([][]byte, 100_000)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "SELECT * FROM users WHERE id = %d", i)
+	}
+	s := New(Config{MaxBytes: 10_000 * sizeOf(string(keys[0]), "", "app", []string{"users"}, len(value))})
+	b.ReportAllocs()
+	b.SetBytes(int64(len(value)))
+	i := 0
+	for b.Loop() {
+		n := i % len(keys)
+		f := s.BeginRow(keys[n], "", "app", Row{Table: "users", Column: "id", Key: strconv.Itoa(n)}, time.Minute)
+		if ok, why := s.Commit(f, value); !ok {
+			b.Fatal(why)
+		}
+		i++
+	}
+}
+
 // BenchmarkInvalidateTable removes the n entries of one table from a store
 // that also holds 1,000 entries of another. After a round over 1,000
 // tables, the store is rebuilt untimed from the same immutable entries: a

@@ -41,6 +41,7 @@ type Fill struct {
 	allGen    uint64
 	dbGen     uint64
 	tableGens []uint64
+	gensBuf   [2]uint64 // tableGens' storage for up to two tables
 	rowGen    uint64
 
 	ended bool // guarded by the mu of the Store that began it
@@ -77,7 +78,11 @@ func (s *Store) Begin(key []byte, label, db string, tables []string, ttl time.Du
 			f.tables = append(f.tables, t)
 		}
 	}
-	f.tableGens = make([]uint64, len(f.tables))
+	f.tableGens = f.gensBuf[:0]
+	if len(f.tables) > len(f.gensBuf) {
+		f.tableGens = make([]uint64, 0, len(f.tables))
+	}
+	f.tableGens = f.tableGens[:len(f.tables)]
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -121,7 +126,7 @@ func (s *Store) BeginRow(key []byte, label, db string, row Row, ttl time.Duratio
 		row:    &rowRef{column: row.Column, key: strings.Clone(row.Key)},
 		ttl:    max(ttl, 0),
 	}
-	f.tableGens = make([]uint64, 1)
+	f.tableGens = f.gensBuf[:1]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f.allGen = s.allGen
