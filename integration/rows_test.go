@@ -80,6 +80,9 @@ func TestRowInvalidation(t *testing.T) {
 		cached("row 1", func() string { return get(1) })
 		cached("row 2", func() string { return get(2) })
 		cached("row 2, text parameter", func() string { return get("2") })
+		if n := metricValue(t, sc, "sqlcache_cache_row_entries"); n < 2 {
+			t.Errorf("sqlcache_cache_row_entries = %v with rows 1 and 2 cached; want at least 2", n)
+		}
 		cached("sum", sum)
 		if _, err := conn.Exec(ctx, `UPDATE kv SET v = v + 1 WHERE id = $1`, 1); err != nil {
 			t.Fatal(err)

@@ -140,6 +140,10 @@ func (m *metrics) registerStore(s *cache.Store) {
 			Help: "Entries in the cache.",
 		}, func() float64 { return float64(s.Stats().Entries) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sqlcache_cache_row_entries",
+			Help: "Entries in the cache that answer about one row, which writes of other rows keep.",
+		}, func() float64 { return float64(s.Stats().RowEntries) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sqlcache_cache_bytes",
 			Help: "Bytes the cache accounts for: keys, answers and bookkeeping.",
 		}, func() float64 { return float64(s.Stats().Bytes) }),

@@ -28,6 +28,7 @@ func (s *Store) index(e *entry) {
 	}
 	d.entries[e] = struct{}{}
 	if r := e.row; r != nil {
+		s.rowEntries++
 		t := e.tables[0]
 		ri := d.rows[t]
 		if ri == nil {
@@ -61,6 +62,7 @@ func (s *Store) unindex(e *entry) {
 	d := s.byDB[e.db]
 	delete(d.entries, e)
 	if r := e.row; r != nil {
+		s.rowEntries--
 		t := e.tables[0]
 		ri := d.rows[t]
 		keys := ri[r.column]
@@ -223,7 +225,7 @@ func (s *Store) InvalidateAll() int {
 	s.allGen++
 	n := s.lru.Len()
 	s.lru.Purge()
-	s.bytes = 0
+	s.bytes, s.rowEntries = 0, 0
 	s.byDB = make(map[string]*dbIndex) // not clear: release the old buckets
 	return n
 }

@@ -270,3 +270,25 @@ func TestConcurrentRows(t *testing.T) {
 		t.Error("no evictions: the budget is too large to exercise them")
 	}
 }
+
+// TestRowEntriesCounted: Stats counts row entries as they come and go,
+// by every path, InvalidateAll's included.
+func TestRowEntriesCounted(t *testing.T) {
+	var clk clock
+	s := New(Config{Now: clk.Now, MaxBytes: 1 << 20})
+	putRow(t, s, "row 1", "db", Row{"a", "id", "1"})
+	putRow(t, s, "row 2", "db", Row{"a", "id", "2"})
+	put(t, s, item{key: "any rows", db: "db", tables: []string{"a"}, value: "v"})
+	if got := s.Stats(); got.RowEntries != 2 || got.Entries != 3 {
+		t.Errorf("Stats = %d entries, %d row entries; want 3, 2", got.Entries, got.RowEntries)
+	}
+	s.InvalidateRows("db", "a", "id", []string{"1"})
+	if got := s.Stats().RowEntries; got != 1 {
+		t.Errorf("after one row's invalidation: %d row entries; want 1", got)
+	}
+	s.InvalidateAll()
+	checkInvariants(t, s)
+	if got := s.Stats().RowEntries; got != 0 {
+		t.Errorf("after InvalidateAll: %d row entries; want 0", got)
+	}
+}

@@ -130,6 +130,7 @@ type Store struct {
 	// flights maps a key to its leader fill while it runs.
 	flights map[string]*Fill
 
+	rowEntries  int // entries with a row, in lru
 	evictions   uint64
 	expirations uint64
 }
@@ -314,6 +315,9 @@ type Stats struct {
 	// Entries counts stored answers, including expired ones that no Get
 	// has found yet.
 	Entries int
+	// RowEntries counts those of them that answer about one row
+	// (BeginRow).
+	RowEntries int
 	// Bytes is the accounted size of the entries: key, value, label,
 	// database and table name lengths plus a fixed bookkeeping estimate
 	// per entry and per table. It never exceeds MaxBytes.
@@ -331,6 +335,7 @@ func (s *Store) Stats() Stats {
 	defer s.mu.Unlock()
 	return Stats{
 		Entries:     s.lru.Len(),
+		RowEntries:  s.rowEntries,
 		Bytes:       s.bytes,
 		MaxBytes:    s.maxBytes,
 		Evictions:   s.evictions,

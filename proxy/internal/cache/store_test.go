@@ -143,6 +143,15 @@ func checkInvariants(t testing.TB, s *Store) {
 	if sum != s.bytes {
 		t.Errorf("bytes = %d, entries sum to %d", s.bytes, sum)
 	}
+	rows := 0
+	for e := range inLRU {
+		if e.row != nil {
+			rows++
+		}
+	}
+	if rows != s.rowEntries {
+		t.Errorf("rowEntries = %d, lru holds %d row entries", s.rowEntries, rows)
+	}
 	if s.bytes > s.maxBytes {
 		t.Errorf("bytes = %d > max %d", s.bytes, s.maxBytes)
 	}
