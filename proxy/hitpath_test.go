@@ -17,6 +17,23 @@ import (
 // The statements in sqls are planned as cacheable.
 func pipeSession(tb testing.TB, sqls ...string) (net.Conn, *Proxy) {
 	tb.Helper()
+	p := testProxy(tb)
+	// The catalog is not reachable here: decide the statement up front.
+	for _, sql := range sqls {
+		pl := newPlan(sql, cachepolicy.Analyze(sql))
+		pl.decided = true
+		pl.decision = cachepolicy.Decision{Cacheable: true, Tables: []string{"t"}, Rule: -1}
+		p.planner.plans.Add(planKey{"db", sql}, pl)
+	}
+	client, backend := startSession(tb, p)
+	go fakeBackend(backend)
+	return client, p
+}
+
+// testProxy returns a Proxy with the cache on and no change stream, whose
+// backend is never dialled.
+func testProxy(tb testing.TB) *Proxy {
+	tb.Helper()
 	p, err := New(Config{
 		Backend:      "127.0.0.1:1",
 		Cache:        CacheConfig{Enabled: true},
@@ -26,14 +43,13 @@ func pipeSession(tb testing.TB, sqls ...string) (net.Conn, *Proxy) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { p.Close() })
-	// The catalog is not reachable here: decide the statement up front.
-	for _, sql := range sqls {
-		pl := newPlan(sql, cachepolicy.Analyze(sql))
-		pl.decided = true
-		pl.decision = cachepolicy.Decision{Cacheable: true, Tables: []string{"t"}, Rule: -1}
-		p.planner.plans.Add(planKey{"db", sql}, pl)
-	}
+	return p
+}
 
+// startSession runs a session of p, user u in database db, over
+// in-memory connections, past its startup, and returns the client's end
+// and the backend's.
+func startSession(tb testing.TB, p *Proxy) (client, backend net.Conn) {
 	client, proxyClient := net.Pipe()
 	proxyBackend, backend := net.Pipe()
 	s := newSession(p, proxyClient)
@@ -42,10 +58,9 @@ func pipeSession(tb testing.TB, sqls ...string) (net.Conn, *Proxy) {
 	s.bw = bufio.NewWriterSize(proxyBackend, writeBufferSize)
 	s.params = map[string]string{"user": "u", "database": "db"}
 	s.txStatus = pgwire.TxIdle
-	go fakeBackend(backend)
 	go s.run()
 	tb.Cleanup(func() { client.Close(); backend.Close() })
-	return client, p
+	return client, backend
 }
 
 // fakeBackend answers every request with one row.
