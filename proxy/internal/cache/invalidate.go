@@ -2,13 +2,15 @@ package cache
 
 import "strings"
 
-// dbIndex lists the entries of one database, all of them and by table.
+// dbIndex lists the entries of one database by table: each entry is in
+// exactly one of bare, tables (under every table it reads) and rows.
 // Empty sets and empty indexes are deleted, so the index is bounded by the
 // entries, not by history.
 type dbIndex struct {
-	entries map[*entry]struct{}
-	tables  map[string]map[*entry]struct{} // entries reading any rows, by table
-	rows    map[string]rowIndex            // row entries, by table
+	n      int                            // entries of the database
+	bare   map[*entry]struct{}            // entries reading no table; nil if none
+	tables map[string]map[*entry]struct{} // entries reading any rows, by table
+	rows   map[string]rowIndex            // row entries, by table
 }
 
 // rowIndex holds one table's row entries by column, then by key: the
@@ -20,13 +22,19 @@ func (s *Store) index(e *entry) {
 	d := s.byDB[e.db]
 	if d == nil {
 		d = &dbIndex{
-			entries: make(map[*entry]struct{}),
-			tables:  make(map[string]map[*entry]struct{}),
-			rows:    make(map[string]rowIndex),
+			tables: make(map[string]map[*entry]struct{}),
+			rows:   make(map[string]rowIndex),
 		}
 		s.byDB[e.db] = d
 	}
-	d.entries[e] = struct{}{}
+	d.n++
+	if len(e.tables) == 0 {
+		if d.bare == nil {
+			d.bare = make(map[*entry]struct{})
+		}
+		d.bare[e] = struct{}{}
+		return
+	}
 	if r := e.row; r != nil {
 		s.rowEntries++
 		t := e.tables[0]
@@ -60,7 +68,17 @@ func (s *Store) index(e *entry) {
 // of lru comes through here, via unlink. s.mu must be held.
 func (s *Store) unindex(e *entry) {
 	d := s.byDB[e.db]
-	delete(d.entries, e)
+	d.n--
+	if d.n == 0 {
+		delete(s.byDB, e.db)
+	}
+	if len(e.tables) == 0 {
+		delete(d.bare, e)
+		if len(d.bare) == 0 {
+			d.bare = nil
+		}
+		return
+	}
 	if r := e.row; r != nil {
 		s.rowEntries--
 		t := e.tables[0]
@@ -90,9 +108,6 @@ func (s *Store) unindex(e *entry) {
 				delete(d.tables, t)
 			}
 		}
-	}
-	if len(d.entries) == 0 {
-		delete(s.byDB, e.db)
 	}
 }
 
@@ -209,10 +224,19 @@ func (s *Store) InvalidateDB(db string) int {
 	if d == nil {
 		return 0
 	}
-	n := 0
-	for e := range d.entries {
-		s.unlink(e)
-		n++
+	// unlink deletes from the maps as we range over them, which Go
+	// allows: an entry of several tables goes with the first, and is not
+	// met again under the others.
+	n := s.unlinkAll(d.bare)
+	for _, set := range d.tables {
+		n += s.unlinkAll(set)
+	}
+	for _, byColumn := range d.rows {
+		for _, keys := range byColumn {
+			for _, head := range keys {
+				n += s.unlinkRow(head)
+			}
+		}
 	}
 	return n
 }

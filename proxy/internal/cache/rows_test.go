@@ -69,6 +69,7 @@ func TestInvalidateRows(t *testing.T) {
 			if st := s.Stats(); st.Entries != len(tc.left) {
 				t.Errorf("Stats().Entries = %d; want %d", st.Entries, len(tc.left))
 			}
+			checkInvariants(t, s)
 		})
 	}
 }
@@ -156,7 +157,7 @@ func TestRowIndexEmpties(t *testing.T) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if d := s.byDB["db"]; d != nil {
-		t.Errorf("database index kept after its entries went: %d entries, %d row tables", len(d.entries), len(d.rows))
+		t.Errorf("database index kept after its entries went: %d entries, %d row tables", d.n, len(d.rows))
 	}
 }
 

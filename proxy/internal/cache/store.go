@@ -46,9 +46,8 @@ const (
 //   - entry struct: 176 bytes, allocated in the 176-byte size class;
 //   - simplelru's list node (three pointers, key, value pointer and an
 //     unused expiry time): 72 bytes, 80-byte size class;
-//   - the LRU's map slot (uint64 → pointer) and the database index's set
-//     slot (pointer → struct{}), with Swiss-table control bytes and the
-//     head-room of a map between doublings: about 60 bytes together;
+//   - the LRU's map slot (uint64 → pointer), with Swiss-table control
+//     bytes and the head-room of a map between doublings: about 30 bytes;
 //   - rounding of the key and value copies up to their allocation size
 //     classes: about 10 bytes for short ones.
 //
@@ -60,7 +59,7 @@ const (
 // of a table's index slot: the row reference (32 bytes) and the key's slot
 // in its column's index (a string and a pointer).
 const (
-	entryOverhead = 290
+	entryOverhead = 260
 	tableOverhead = 40
 	rowOverhead   = 30
 )

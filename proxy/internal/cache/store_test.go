@@ -125,8 +125,11 @@ func checkInvariants(t testing.TB, s *Store) {
 			t.Errorf("entry %q: db %q not indexed", e.key, e.db)
 			continue
 		}
-		if _, ok := d.entries[e]; !ok {
-			t.Errorf("entry %q missing from db %q index", e.key, e.db)
+		if len(e.tables) == 0 {
+			if _, ok := d.bare[e]; !ok {
+				t.Errorf("entry %q of no table missing from db %q index", e.key, e.db)
+			}
+			continue
 		}
 		if e.row != nil {
 			if !rowListed(d, e) {
@@ -155,15 +158,25 @@ func checkInvariants(t testing.TB, s *Store) {
 	if s.bytes > s.maxBytes {
 		t.Errorf("bytes = %d > max %d", s.bytes, s.maxBytes)
 	}
+	perDB := make(map[string]int)
+	for e := range inLRU {
+		perDB[e.db]++
+	}
 	indexed := 0
 	for db, d := range s.byDB {
-		if len(d.entries) == 0 {
+		if d.n == 0 {
 			t.Errorf("db %q: empty index kept", db)
 		}
-		indexed += len(d.entries)
-		for e := range d.entries {
-			if !inLRU[e] || e.db != db {
-				t.Errorf("db %q index holds removed or foreign entry %q", db, e.key)
+		if d.n != perDB[db] {
+			t.Errorf("db %q: index counts %d entries, lru holds %d", db, d.n, perDB[db])
+		}
+		indexed += d.n
+		if d.bare != nil && len(d.bare) == 0 {
+			t.Errorf("db %q: empty set of entries of no table kept", db)
+		}
+		for e := range d.bare {
+			if !inLRU[e] || e.db != db || len(e.tables) > 0 {
+				t.Errorf("db %q index of no table holds a removed, foreign or table's entry %q", db, e.key)
 			}
 		}
 		for tb, set := range d.tables {
