@@ -185,10 +185,13 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 		np.decision = cachepolicy.Decision{Reason: "catalog lookup failed: " + err.Error(), Rule: -1}
 		// Not stored: the next statement tries again.
 		return np
+	}
+	wa := withViews(a, facts)
+	switch {
 	case viewReason != "":
 		np.decision = cachepolicy.Decision{Reason: viewReason, Rule: -1}
 	default:
-		np.decision = cachepolicy.Decide(withViews(a, facts), p.sql, facts, pl.rules, pl.defaultTTL)
+		np.decision = cachepolicy.Decide(wa, p.sql, facts, pl.rules, pl.defaultTTL)
 		if why := pl.unstreamed(np.decision, facts); why != "" {
 			np.decision = cachepolicy.Decision{Reason: why, Rule: -1}
 		}
@@ -196,7 +199,7 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 	if pl.streamed && !np.decision.Cacheable {
 		// A SELECT that is not cached writes nothing if every function
 		// it calls, its views' included, is built in.
-		calls := &cachepolicy.Analysis{Calls: withViews(a, facts).Functions}
+		calls := &cachepolicy.Analysis{Calls: wa.Functions}
 		np.writesOnly = cachepolicy.WritesOnlyNamed(calls, facts)
 	}
 	pl.plans.Add(planKey{db, p.sql}, np)
