@@ -65,14 +65,8 @@ type tableRef struct{ db, table string }
 // The first fill of a key while none is running becomes its leader (see
 // Leader and Wait).
 func (s *Store) Begin(key []byte, label, db string, tables []string, ttl time.Duration) *Fill {
-	f := &Fill{
-		key:    string(key),
-		hash:   s.hashKey(key),
-		label:  label,
-		db:     db,
-		tables: make([]string, 0, len(tables)),
-		ttl:    max(ttl, 0),
-	}
+	f := s.newFill(key, label, db, ttl)
+	f.tables = make([]string, 0, len(tables))
 	for _, t := range tables {
 		if !slices.Contains(f.tables, t) {
 			f.tables = append(f.tables, t)
@@ -86,8 +80,6 @@ func (s *Store) Begin(key []byte, label, db string, tables []string, ttl time.Du
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f.allGen = s.allGen
-	f.dbGen = s.dbGen[db]
 	for i, t := range f.tables {
 		f.tableGens[i] = s.tableGen[tableRef{db, t}]
 	}
@@ -95,8 +87,16 @@ func (s *Store) Begin(key []byte, label, db string, tables []string, ttl time.Du
 	return f
 }
 
-// lead makes f its key's leader fill if none is running. s.mu must be held.
+// newFill returns a Fill of key with what Begin and BeginRow share.
+func (s *Store) newFill(key []byte, label, db string, ttl time.Duration) *Fill {
+	return &Fill{key: string(key), hash: s.hashKey(key), label: label, db: db, ttl: max(ttl, 0)}
+}
+
+// lead takes f's snapshot of the store's and its database's generations
+// and makes it its key's leader fill if none is running. s.mu must be held.
 func (s *Store) lead(f *Fill) {
+	f.allGen = s.allGen
+	f.dbGen = s.dbGen[f.db]
 	if _, running := s.flights[f.key]; !running {
 		f.leader = true
 		s.flights[f.key] = f
@@ -117,20 +117,12 @@ type Row struct {
 // and store invalidations; but not by InvalidateRows of other rows. The
 // column name is kept as given, the key copied.
 func (s *Store) BeginRow(key []byte, label, db string, row Row, ttl time.Duration) *Fill {
-	f := &Fill{
-		key:    string(key),
-		hash:   s.hashKey(key),
-		label:  label,
-		db:     db,
-		tables: []string{row.Table},
-		row:    &rowRef{column: row.Column, key: strings.Clone(row.Key)},
-		ttl:    max(ttl, 0),
-	}
+	f := s.newFill(key, label, db, ttl)
+	f.tables = []string{row.Table}
+	f.row = &rowRef{column: row.Column, key: strings.Clone(row.Key)}
 	f.tableGens = f.gensBuf[:1]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f.allGen = s.allGen
-	f.dbGen = s.dbGen[db]
 	f.tableGens[0] = s.notByColumn(db, row.Table, row.Column)
 	f.rowGen = s.rowGens[s.rowSlot(db, row.Table, row.Column, row.Key)]
 	s.lead(f)

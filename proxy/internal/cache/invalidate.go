@@ -125,10 +125,8 @@ func (s *Store) InvalidateTable(db, table string) int {
 		return 0
 	}
 	n := s.unlinkAll(d.tables[table])
-	for _, keys := range d.rows[table] {
-		for _, head := range keys {
-			n += s.unlinkRow(head)
-		}
+	for _, byKey := range d.rows[table] {
+		n += s.unlinkColumn(byKey)
 	}
 	return n
 }
@@ -157,9 +155,7 @@ func (s *Store) InvalidateRows(db, table, column string, keys []string) int {
 	n := s.unlinkAll(d.tables[table])
 	for c, byKey := range d.rows[table] {
 		if c != column {
-			for _, head := range byKey {
-				n += s.unlinkRow(head)
-			}
+			n += s.unlinkColumn(byKey)
 			continue
 		}
 		for _, key := range keys {
@@ -192,6 +188,16 @@ func (s *Store) unlinkRow(e *entry) int {
 		s.unlink(e)
 		e = next
 		n++
+	}
+	return n
+}
+
+// unlinkColumn unlinks the row entries of a table by one column (its
+// rows' first entries by key) and returns how many. s.mu must be held.
+func (s *Store) unlinkColumn(byKey map[string]*entry) int {
+	n := 0
+	for _, head := range byKey {
+		n += s.unlinkRow(head)
 	}
 	return n
 }
@@ -232,10 +238,8 @@ func (s *Store) InvalidateDB(db string) int {
 		n += s.unlinkAll(set)
 	}
 	for _, byColumn := range d.rows {
-		for _, keys := range byColumn {
-			for _, head := range keys {
-				n += s.unlinkRow(head)
-			}
+		for _, byKey := range byColumn {
+			n += s.unlinkColumn(byKey)
 		}
 	}
 	return n
