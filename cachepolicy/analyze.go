@@ -78,7 +78,14 @@ var errNUL = errors.New("parse: NUL byte in query")
 // Analyze parses sql, which may hold several statements, and classifies
 // it. It never returns nil. A string that does not parse changes nothing,
 // since Postgres rejects it whole.
-func Analyze(sql string) *Analysis {
+func Analyze(sql string) *Analysis { return analyze(sql, nil) }
+
+// AnalyzeShape is Analyze of the text of sh, whose tokens it does not
+// scan again.
+func AnalyzeShape(sh *Shape) *Analysis { return analyze(sh.sql, sh) }
+
+// analyze is Analyze with the text's shape, or nil to scan it if needed.
+func analyze(sql string, sh *Shape) *Analysis {
 	if strings.IndexByte(sql, 0) >= 0 {
 		// The C parser would stop at the NUL; Postgres rejects the message.
 		return &Analysis{ParseError: errNUL, Reason: "parse error"}
@@ -112,18 +119,26 @@ func Analyze(sql string) *Analysis {
 		}
 	}
 	a.read(stmts, first)
-	a.numberConstants(sql)
+	a.numberConstants(sql, sh)
 	return a
 }
 
 // numberConstants records a candidate's Lexemes and replaces the byte
 // offsets that rowValue leaves in the Token of constant RowParams by token
-// indexes. A constant it cannot place is no RowParam.
-func (a *Analysis) numberConstants(sql string) {
+// indexes. A constant it cannot place is no RowParam. sh is sql's shape,
+// or nil to scan it here.
+func (a *Analysis) numberConstants(sql string, sh *Shape) {
 	if !a.Candidate {
 		return
 	}
-	lexemes, starts, _, ok := lex(sql)
+	var lexemes []Lexeme
+	var starts []int32
+	ok := true
+	if sh != nil {
+		lexemes, starts = sh.lexemes, sh.starts
+	} else {
+		lexemes, starts, _, ok = lex(sql)
+	}
 	if len(lexemes) <= maxLexemes {
 		a.Lexemes = lexemes
 	}

@@ -58,6 +58,9 @@ func TestShapeReuse(t *testing.T) {
 				t.Fatalf("same shape = %v; want %v", sa.Hash == sb.Hash, tt.sameShape)
 			}
 			a := cachepolicy.Analyze(tt.a)
+			if diff := cmp.Diff(a, cachepolicy.AnalyzeShape(sa)); diff != "" {
+				t.Errorf("AnalyzeShape differs from Analyze (-Analyze +AnalyzeShape):\n%s", diff)
+			}
 			reused, got := cachepolicy.Reuse(a, sb)
 			if got != tt.reusable {
 				t.Fatalf("Reuse = %v; want %v", got, tt.reusable)

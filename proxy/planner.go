@@ -138,7 +138,7 @@ func (pl *planner) analysis(sql string) *cachepolicy.Analysis {
 			return b
 		}
 	}
-	a := cachepolicy.Analyze(sql)
+	a := cachepolicy.AnalyzeShape(sh)
 	if _, ok := cachepolicy.Reuse(a, sh); ok {
 		pl.shapes.Add(sh.Hash, a)
 	}
