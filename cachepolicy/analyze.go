@@ -54,8 +54,8 @@ type Analysis struct {
 	// element), sorted, deduplicated: code a write may run.
 	Calls []string
 	// RowWrites: the string is one UPDATE or DELETE, and every row it
-	// writes satisfies these column = parameter equalities (on columns it
-	// does not set).
+	// writes satisfies these column = parameter (or constant) equalities
+	// (on columns it does not set), or a one-row INSERT giving them.
 	RowWrites []RowParam
 
 	// Session side, in statement order.
