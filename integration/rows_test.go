@@ -238,6 +238,10 @@ func TestRowInvalidation(t *testing.T) {
 		stillHit("row 2", getS(2), plus(two, 1))
 		three = plus(three, 1)
 
+		// Again the stream reports that update later; row 3 must be
+		// cached after it for the check below to mean anything.
+		waitApplied(t, sc)
+		cached("row 3", getS(3))
 		cached("absent row 8", getS(8))
 		simple(`INSERT INTO kv (id, v) VALUES (8, 80)`)
 		if got := getS(8)(); got != "80" {
