@@ -123,6 +123,10 @@ func (c *catalog) fill(ctx context.Context, d *dbCatalog, db string, a *cachepol
 	if len(rels) == 0 && d.knowsFuncs(a.Functions) {
 		return nil
 	}
+	// The timeout only where a lookup is made: a context with a deadline
+	// costs a timer, which a statement of a known shape need not pay.
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
 	conn, err := c.connect(ctx, d, db)
 	if err != nil {
 		return err

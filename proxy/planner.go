@@ -161,8 +161,6 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 	}
 	a := p.analysis
 	np := &plan{sql: p.sql, digest: p.digest, label: p.label, analysis: a, decided: true, epoch: cur}
-	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	defer cancel()
 	if !a.Candidate {
 		np.decision = cachepolicy.Decision{Reason: a.Reason, Rule: -1}
 		if pl.streamed && (len(a.Writes) > 0 || len(a.Calls) > 0) && !a.InvalidateAll && !a.CatalogChange {
