@@ -4,10 +4,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/maphash"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
 )
 
 // Shape is a text's tokens, comments left out, with the constants'
@@ -101,4 +104,94 @@ func mentionsClockWord(sql string) bool {
 		}
 	}
 	return false
+}
+
+// Skeleton hashes sql with each integer written in it set aside: the
+// maximal runs of ASCII digits that no identifier, parameter or decimal
+// point touches. Texts that differ only in such integers have one
+// skeleton, so a proxy can find a text of sql's shape scanned before and
+// Respell it for sql without scanning sql. It reports false when sql has
+// no such integer.
+func Skeleton(sql string) (uint64, bool) {
+	var h maphash.Hash
+	h.SetSeed(shapeSeed)
+	found := false
+	from := 0
+	for i := 0; i < len(sql); {
+		if !isDigit(sql[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(sql) && isDigit(sql[j]) {
+			j++
+		}
+		if (i == 0 || !touchesNumber(sql[i-1])) && (j == len(sql) || !touchesNumber(sql[j])) {
+			h.WriteString(sql[from:i])
+			h.WriteByte(0) // where the integer was: sql holds no NUL that Reuse accepts
+			from, found = j, true
+		}
+		i = j
+	}
+	h.WriteString(sql[from:])
+	return h.Sum64(), found
+}
+
+// Respell returns the shape of sql, which must be sh's text with some of
+// its integer constants written differently, or false. The result is what
+// ShapeOf(sql) returns (FuzzRespell checks it) and costs no scan: every
+// byte outside sh's integer constants must be the same, and each constant
+// must stay an integer constant, which a run of ASCII digits is when no
+// identifier, parameter or decimal point touches it and its value fits
+// PostgreSQL's ICONST (int4; a larger one scans as FCONST).
+func (sh *Shape) Respell(sql string) (*Shape, bool) {
+	out := &Shape{Hash: sh.Hash, sql: sql, lexemes: sh.lexemes,
+		starts: make([]int32, len(sh.starts)), ends: make([]int32, len(sh.ends))}
+	delta := 0 // len(sql) - len(sh.sql), up to the current token
+	done := 0  // sh.sql[:done] is matched
+	for k, l := range sh.lexemes {
+		s, e := int(sh.starts[k]), int(sh.ends[k])
+		if l.Kind != int32(pg_query.Token_ICONST) || s < done || !sh.plainInt(s, e) {
+			out.starts[k], out.ends[k] = int32(s+delta), int32(e+delta)
+			continue
+		}
+		ts := s + delta
+		if ts > len(sql) || sql[done+delta:ts] != sh.sql[done:s] {
+			return nil, false
+		}
+		te := ts
+		for te < len(sql) && isDigit(sql[te]) {
+			te++
+		}
+		if v, err := strconv.ParseUint(sql[ts:te], 10, 32); err != nil || v > math.MaxInt32 {
+			return nil, false
+		}
+		delta += (te - ts) - (e - s)
+		out.starts[k], out.ends[k] = int32(ts), int32(te)
+		done = e
+	}
+	if done+delta > len(sql) || sql[done+delta:] != sh.sql[done:] {
+		return nil, false
+	}
+	return out, true
+}
+
+// plainInt reports whether sh.sql[s:e] is an integer that Respell may
+// replace: ASCII digits only (not 0x1F or 1_000), touched by nothing that
+// would make other digits scan differently.
+func (sh *Shape) plainInt(s, e int) bool {
+	if s >= e || e > len(sh.sql) || strings.TrimLeft(sh.sql[s:e], "0123456789") != "" {
+		return false
+	}
+	return (s == 0 || !touchesNumber(sh.sql[s-1])) && (e == len(sh.sql) || !touchesNumber(sh.sql[e]))
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// touchesNumber reports whether c, next to a run of digits, may make the
+// digits part of another token: an identifier (letters, digits, '_',
+// '$' and every non-ASCII byte), a parameter ($1), a decimal point, an
+// exponent or a hexadecimal, octal or binary prefix (letters).
+func touchesNumber(c byte) bool {
+	return isDigit(c) || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_' || c == '$' || c == '.' || c >= 0x80
 }

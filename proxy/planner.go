@@ -54,6 +54,10 @@ type planner struct {
 	// shapes holds one candidate analysis per query shape, so that texts
 	// differing only in constants are not parsed in full again.
 	shapes *lru.Cache[uint64, *cachepolicy.Analysis]
+	// spellings holds a scanned shape per skeleton (cachepolicy.Skeleton),
+	// so that a text differing from it only in integers is respelled,
+	// not scanned again.
+	spellings *lru.Cache[uint64, *cachepolicy.Shape]
 }
 
 type planKey struct{ db, sql string }
@@ -65,7 +69,9 @@ const planCacheSize = 20000
 func newPlanner(c *catalog, rules []cachepolicy.Rule, defaultTTL time.Duration) *planner {
 	plans, _ := lru.New[planKey, *plan](planCacheSize)
 	shapes, _ := lru.New[uint64, *cachepolicy.Analysis](planCacheSize)
-	return &planner{catalog: c, rules: rules, defaultTTL: defaultTTL, epochs: make(map[string]*atomic.Uint64), plans: plans, shapes: shapes}
+	spellings, _ := lru.New[uint64, *cachepolicy.Shape](planCacheSize)
+	return &planner{catalog: c, rules: rules, defaultTTL: defaultTTL, epochs: make(map[string]*atomic.Uint64),
+		plans: plans, shapes: shapes, spellings: spellings}
 }
 
 // epoch returns the counter that invalidates a database's decisions when
@@ -129,7 +135,7 @@ func newPlan(sql string, a *cachepolicy.Analysis) *plan {
 // analysis analyzes sql, reusing the analysis of a text of the same shape
 // where the policy allows.
 func (pl *planner) analysis(sql string) *cachepolicy.Analysis {
-	sh, err := cachepolicy.ShapeOf(sql)
+	sh, err := pl.shapeOf(sql)
 	if err != nil {
 		return cachepolicy.Analyze(sql)
 	}
@@ -143,6 +149,24 @@ func (pl *planner) analysis(sql string) *cachepolicy.Analysis {
 		pl.shapes.Add(sh.Hash, a)
 	}
 	return a
+}
+
+// shapeOf is cachepolicy.ShapeOf, respelling a text scanned before where
+// only integers differ: a client that inlines its keys sends many such.
+func (pl *planner) shapeOf(sql string) (*cachepolicy.Shape, error) {
+	skel, ok := cachepolicy.Skeleton(sql)
+	if ok {
+		if known, found := pl.spellings.Get(skel); found {
+			if sh, ok := known.Respell(sql); ok {
+				return sh, nil
+			}
+		}
+	}
+	sh, err := cachepolicy.ShapeOf(sql)
+	if err == nil && ok {
+		pl.spellings.Add(skel, sh)
+	}
+	return sh, err
 }
 
 // decide returns p with a current cache decision, looking the catalog up
