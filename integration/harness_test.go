@@ -10,6 +10,7 @@ package integration
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -37,15 +38,44 @@ func TestMain(m *testing.M) {
 // Another process may take it before the caller binds it; that is rare enough
 // to accept, and it lets servers that cannot report their port (postgres) and
 // servers started again on the same port (restarts) use a port known in
-// advance.
+// advance. The port is picked below the kernel's ephemeral range
+// (ip_local_port_range), from which every outgoing connection of the tests
+// (pgx, psql, pgbench, the servers' own) takes its local port: a port the
+// kernel hands out for a listen on port 0 is one a client may take next,
+// which made sqlcache's bind fail once in CI.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
+	lo, hi := 20000, ephemeralLow()
+	for range 100 {
+		port := lo + rand.IntN(hi-lo)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free port in [%d, %d) after 100 tries", lo, hi)
+	return 0
+}
+
+// ephemeralLow returns the lowest port of the kernel's ephemeral range
+// (Linux's default 32768 if it cannot be read).
+func ephemeralLow() int {
+	const fallback = 32768
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return fallback
+	}
+	f := strings.Fields(string(data))
+	if len(f) != 2 {
+		return fallback
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n <= 21000 {
+		return fallback
+	}
+	return n
 }
 
 // freeAddr returns "127.0.0.1:N" for a port from FreePort.

@@ -135,7 +135,7 @@ func TestRowInvalidation(t *testing.T) {
 				pg.Exec(t, tc.write)
 				d := eventually(t, 5*time.Second, func() (string, error) { return get(tc.id), nil }, tc.want)
 				if d > time.Second {
-					t.Errorf("the change showed after %v; want within 1s", d)
+					t.Errorf("sqlcache answered from before the direct write %v after it; want within 1s (max_lag)", d)
 				}
 				stillHit("row 2", func() string { return get(2) }, "0")
 			})
