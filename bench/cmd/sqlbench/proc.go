@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -147,7 +148,10 @@ func fileTail(path string, n int) string {
 }
 
 // freePorts returns n distinct TCP ports on 127.0.0.1 that nothing listens
-// on now, holding them all open until every one is chosen.
+// on now, holding them all open until every one is chosen. They come from
+// below the kernel's ephemeral range (ip_local_port_range), where
+// pgbench's connections take their local ports, so that no client takes
+// one before its server binds it.
 func freePorts(n int) ([]int, error) {
 	var ports []int
 	var ls []net.Listener
@@ -156,10 +160,14 @@ func freePorts(n int) ([]int, error) {
 			l.Close()
 		}
 	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	lo, hi := 20000, 32768 // Linux's ephemeral range starts at 32768
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 100*n {
+			return nil, fmt.Errorf("finding a free port: none free in [%d, %d) after %d tries", lo, hi, tries)
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(lo+rand.IntN(hi-lo))))
 		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
+			continue
 		}
 		ls = append(ls, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
