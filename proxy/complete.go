@@ -17,9 +17,10 @@ import (
 // Other sessions see a write only once it commits, and this session does
 // not use the cache inside a transaction, so a transaction's writes are
 // dropped when it commits, before the client sees the COMMIT's
-// CommandComplete, and again at the ReadyForQuery that ends it (commit or
-// rollback alike): every fill that began before that sees the bumped
-// generations and is refused. A statement sent outside a transaction is
+// CommandComplete: every fill that began before that sees the bumped
+// generations and is refused, and one that begins after reads the
+// committed rows. A transaction that ends otherwise (ROLLBACK, an error,
+// PREPARE TRANSACTION) is dropped at the ReadyForQuery that ends it. A statement sent outside a transaction is
 // also dropped at its CommandComplete, because a simple Query commits
 // before it and a client may act on it before the ReadyForQuery. Backend
 // loop only.
@@ -34,7 +35,14 @@ func (s *session) invalidate(r *request, ready, commit, txEnded bool) {
 	}
 	s.accumulate(r)
 	if commit || txEnded {
+		// Once dropped, what the transaction wrote is committed (or
+		// rolled back): the ReadyForQuery after a COMMIT's
+		// CommandComplete has nothing left to drop but what its own
+		// request adds again.
 		s.dropTx()
+		clear(s.txWrites)
+		clear(s.txRows)
+		s.txAll = false
 	}
 	if !txEnded {
 		return
@@ -44,9 +52,7 @@ func (s *session) invalidate(r *request, ready, commit, txEnded bool) {
 		s.rywAfter = time.Now()
 		s.mu.Unlock()
 	}
-	clear(s.txWrites)
-	clear(s.txRows)
-	s.txAll, s.txMayWrite = false, false
+	s.txMayWrite = false
 }
 
 // accumulate adds what r may have written to the open transaction's

@@ -11,8 +11,8 @@ import (
 // TestCommitDropsBeforeItsCommandComplete: the writes of a transaction are
 // dropped once it commits, before the client can see the COMMIT's
 // CommandComplete, though that comes before the ReadyForQuery that ends
-// the transaction. The answer dropped here was stored by another session
-// while the transaction was open, as a fill may be.
+// the transaction, and only then. The answer dropped here was stored by
+// another session while the transaction was open, as a fill may be.
 func TestCommitDropsBeforeItsCommandComplete(t *testing.T) {
 	p := testProxy(t)
 	client, backend := startSession(t, p)
@@ -64,6 +64,13 @@ func TestCommitDropsBeforeItsCommandComplete(t *testing.T) {
 	}
 	if _, err := backend.Write(pgwire.AppendReadyForQuery(nil, pgwire.TxIdle)); err != nil {
 		t.Fatal(err)
+	}
+	if msg, err := cr.Next(); err != nil || msg.Type != 'Z' {
+		t.Fatalf("after COMMIT's CommandComplete the client read %v, %v; want its ReadyForQuery", msg.Type, err)
+	}
+	// Dropped once, at the COMMIT: its ReadyForQuery has nothing to add.
+	if n := counterValue(p.metrics.invalidationEvents.WithLabelValues("write")); n != 1 {
+		t.Errorf("the transaction was dropped %d times; want once", n)
 	}
 }
 
