@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/maphash"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -163,7 +162,7 @@ func (sh *Shape) Respell(sql string) (*Shape, bool) {
 		for te < len(sql) && isDigit(sql[te]) {
 			te++
 		}
-		if v, err := strconv.ParseUint(sql[ts:te], 10, 32); err != nil || v > math.MaxInt32 {
+		if _, err := strconv.ParseInt(sql[ts:te], 10, 32); err != nil {
 			return nil, false
 		}
 		delta += (te - ts) - (e - s)

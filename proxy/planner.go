@@ -154,8 +154,8 @@ func (pl *planner) analysis(sql string) *cachepolicy.Analysis {
 // shapeOf is cachepolicy.ShapeOf, respelling a text scanned before where
 // only integers differ: a client that inlines its keys sends many such.
 func (pl *planner) shapeOf(sql string) (*cachepolicy.Shape, error) {
-	skel, ok := cachepolicy.Skeleton(sql)
-	if ok {
+	skel, hasInts := cachepolicy.Skeleton(sql)
+	if hasInts {
 		if known, found := pl.spellings.Get(skel); found {
 			if sh, ok := known.Respell(sql); ok {
 				return sh, nil
@@ -163,7 +163,7 @@ func (pl *planner) shapeOf(sql string) (*cachepolicy.Shape, error) {
 		}
 	}
 	sh, err := cachepolicy.ShapeOf(sql)
-	if err == nil && ok {
+	if err == nil && hasInts {
 		pl.spellings.Add(skel, sh)
 	}
 	return sh, err
