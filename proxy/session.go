@@ -68,6 +68,8 @@ type session struct {
 	rywAfter time.Time
 	draining bool // close as soon as idle
 	closed   bool // connections are being closed on purpose
+	// terminated: the client sent Terminate, which was relayed
+	terminated bool
 
 	// Client loop only.
 	batch   batch
@@ -188,6 +190,11 @@ func (s *session) clientLoop() error {
 				return errHandled
 			}
 		case pgwire.MsgTerminate:
+			// The backend may close before run gets to s.close; that
+			// is the goodbye asked for, not a lost backend.
+			s.mu.Lock()
+			s.terminated = true
+			s.mu.Unlock()
 			s.relay(s.bw, s.cr, msg)
 			s.flushBackend()
 			return errClientTerminated
@@ -283,7 +290,7 @@ func (s *session) backendLoop() error {
 // backend said goodbye itself or the session is closing anyway.
 func (s *session) backendLost(err error) error {
 	s.mu.Lock()
-	closed := s.closed
+	closed := s.closed || s.terminated
 	s.mu.Unlock()
 	if closed {
 		return err
