@@ -12,6 +12,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/sqlcache/sqlcache/proxy/internal/rawconn"
 	"github.com/sqlcache/sqlcache/wire/pgwire"
 )
 
@@ -22,6 +23,7 @@ var errHandled = errors.New("handled")
 // handle runs one client connection from accept to close.
 func (p *Proxy) handle(conn net.Conn) {
 	start := time.Now()
+	conn = rawconn.Wrap(conn)
 	s := newSession(p, conn)
 	p.metrics.clientsTotal.Inc()
 	p.metrics.clientsCurrent.Inc()
@@ -296,6 +298,7 @@ func (p *Proxy) dialBackend(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	conn = rawconn.Wrap(conn)
 	if p.cfg.BackendTLSMode == BackendTLSDisable {
 		return conn, nil
 	}
