@@ -213,3 +213,23 @@ func BenchmarkPingPong(b *testing.B) {
 		})
 	}
 }
+
+// TestHappensBefore is for the race detector (go test -race): what one
+// goroutine stored before writing to a connection is visible to the
+// goroutine that read those bytes, as with net's own Read and Write. The
+// raw system calls are invisible to the detector; without rawconn telling
+// it so, this reports a data race on shared.
+func TestHappensBefore(t *testing.T) {
+	a, b := pair(t)
+	var shared int
+	go func() {
+		shared = 42
+		a.Write([]byte{1})
+	}()
+	if _, err := io.ReadFull(b, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if shared != 42 {
+		t.Errorf("shared = %d after the read; want 42", shared)
+	}
+}

@@ -13,6 +13,9 @@ func read(fd uintptr, p []byte) (int, syscall.Errno) {
 	for {
 		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		if e != syscall.EINTR {
+			if e == 0 {
+				raceRead(p, int(n))
+			}
 			return int(n), e
 		}
 	}
@@ -20,9 +23,13 @@ func read(fd uintptr, p []byte) (int, syscall.Errno) {
 
 // write is write(2) as read is read(2); p is not empty.
 func write(fd uintptr, p []byte) (int, syscall.Errno) {
+	raceBeforeWrite()
 	for {
 		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		if e != syscall.EINTR {
+			if e == 0 {
+				raceWrote(p, int(n))
+			}
 			return int(n), e
 		}
 	}
