@@ -20,10 +20,10 @@ import (
 // CommandComplete: every fill that began before that sees the bumped
 // generations and is refused, and one that begins after reads the
 // committed rows. A transaction that ends otherwise (ROLLBACK, an error,
-// PREPARE TRANSACTION) is dropped at the ReadyForQuery that ends it. A statement sent outside a transaction is
-// also dropped at its CommandComplete, because a simple Query commits
-// before it and a client may act on it before the ReadyForQuery. Backend
-// loop only.
+// PREPARE TRANSACTION) is dropped at the ReadyForQuery that ends it. A
+// statement sent outside a transaction is also dropped at its
+// CommandComplete, because a simple Query commits before it and a client
+// may act on it before the ReadyForQuery. Backend loop only.
 func (s *session) invalidate(r *request, ready, commit, txEnded bool) {
 	if !ready && r != nil && !r.inTx {
 		s.mu.Lock()
