@@ -156,6 +156,25 @@ func TestReset(t *testing.T) {
 	}
 }
 
+// TestNoAllocs: a cache hit is one Write of stored bytes and the read of
+// the next request, and must allocate nothing (TestHitPathAllocations in
+// proxy covers the session over in-memory pipes, not these conns).
+func TestNoAllocs(t *testing.T) {
+	a, b := pair(t)
+	msg, buf := make([]byte, 64), make([]byte, 64)
+	n := testing.AllocsPerRun(200, func() {
+		if _, err := a.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(b, buf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n > 0 {
+		t.Errorf("a Write and a Read allocate %v times; want 0", n)
+	}
+}
+
 // BenchmarkPingPong measures one small request and reply over loopback,
 // the relay's unit of work, with net's Read/Write and with rawconn's.
 func BenchmarkPingPong(b *testing.B) {

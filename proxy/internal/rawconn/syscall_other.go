@@ -4,8 +4,9 @@ package rawconn
 
 import "syscall"
 
-// supported is false: Wrap returns connections unchanged.
+// supported is false: Wrap returns connections unchanged, so read and
+// write are never called.
 const supported = false
 
-func read(fd uintptr, p []byte) (int, syscall.Errno)  { panic("rawconn: unsupported platform") }
-func write(fd uintptr, p []byte) (int, syscall.Errno) { panic("rawconn: unsupported platform") }
+func read(uintptr, []byte) (int, syscall.Errno)  { return 0, syscall.ENOSYS }
+func write(uintptr, []byte) (int, syscall.Errno) { return 0, syscall.ENOSYS }
