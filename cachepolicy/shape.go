@@ -125,7 +125,7 @@ func Skeleton(sql string) (uint64, bool) {
 		for j < len(sql) && isDigit(sql[j]) {
 			j++
 		}
-		if (i == 0 || !touchesNumber(sql[i-1])) && (j == len(sql) || !touchesNumber(sql[j])) {
+		if freeStanding(sql, i, j) {
 			h.WriteString(sql[from:i])
 			h.WriteByte(0) // where the integer was: sql holds no NUL that Reuse accepts
 			from, found = j, true
@@ -182,7 +182,13 @@ func (sh *Shape) plainInt(s, e int) bool {
 	if s >= e || e > len(sh.sql) || strings.TrimLeft(sh.sql[s:e], "0123456789") != "" {
 		return false
 	}
-	return (s == 0 || !touchesNumber(sh.sql[s-1])) && (e == len(sh.sql) || !touchesNumber(sh.sql[e]))
+	return freeStanding(sh.sql, s, e)
+}
+
+// freeStanding reports whether nothing next to sql[i:j] touches it as a
+// number (touchesNumber).
+func freeStanding(sql string, i, j int) bool {
+	return (i == 0 || !touchesNumber(sql[i-1])) && (j == len(sql) || !touchesNumber(sql[j]))
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
