@@ -2,6 +2,7 @@ package cachepolicy
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -157,6 +158,39 @@ func BenchmarkRespell(b *testing.B) {
 		}
 		if _, ok := m.Respell(sql); !ok {
 			b.Fatal("not respelled")
+		}
+	}
+}
+
+// TestMentionsClockWord: the filter must find every word strings.ToLower
+// and strings.Contains would.
+func TestMentionsClockWord(t *testing.T) {
+	for _, tt := range []struct {
+		sql  string
+		want bool
+	}{
+		{"SELECT 1", false},
+		{"SELECT now()", true},
+		{"SELECT NOW()", true},
+		{"select 'ToDaY'::date", true},
+		{"SELECT x FROM t WHERE d > 'tomorrow'", true},
+		{"SELECT 'YESTERDAY'", true},
+		{"SELECT snowy FROM t", true}, // over-approximation: any occurrence
+		{"SELECT no, w, toda FROM t", false},
+		{"SELECT 'nöw', 'ⓝow'", false},
+		{"now", true},
+		{"no", false},
+		{"", false},
+	} {
+		want := false
+		for _, w := range []string{"now", "today", "tomorrow", "yesterday"} {
+			want = want || strings.Contains(strings.ToLower(tt.sql), w)
+		}
+		if want != tt.want {
+			t.Fatalf("table wrong for %q: strings.ToLower finds %v", tt.sql, want)
+		}
+		if got := mentionsClockWord(tt.sql); got != tt.want {
+			t.Errorf("mentionsClockWord(%q) = %v; want %v", tt.sql, got, tt.want)
 		}
 	}
 }
