@@ -108,7 +108,7 @@ func (pl *planner) lookup(db string, sql []byte) *plan {
 	if p, ok := pl.plans.Get(planKey{db, unsafe.String(unsafe.SliceData(sql), len(sql))}); ok {
 		return p
 	}
-	return pl.analyze(db, string(sql))
+	return pl.build(db, string(sql))
 }
 
 // analyze returns the plan for sql without consulting the catalog.
@@ -116,6 +116,11 @@ func (pl *planner) analyze(db, sql string) *plan {
 	if p, ok := pl.plans.Get(planKey{db, sql}); ok {
 		return p
 	}
+	return pl.build(db, sql)
+}
+
+// build makes and keeps the plan for sql, which the plan cache lacks.
+func (pl *planner) build(db, sql string) *plan {
 	p := newPlan(sql, pl.analysis(sql))
 	pl.plans.Add(planKey{db, sql}, p)
 	return p
