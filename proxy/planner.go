@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/binary"
 	"slices"
 	"strings"
 	"sync"
@@ -36,6 +37,10 @@ type plan struct {
 	// picked by its primary key (cachepolicy.WriteRow).
 	writeRow *cachepolicy.RowRead
 	epoch    uint64 // the database's catalog epoch when decided
+	// transient: the plan was made cheaply from a known shape for a text
+	// seen for the first time, and is not kept in the shared plan cache
+	// (planner.admit).
+	transient bool
 }
 
 // planner builds and caches plans per database.
@@ -58,7 +63,14 @@ type planner struct {
 	// so that a text differing from it only in integers is respelled,
 	// not scanned again.
 	spellings *lru.Cache[uint64, *cachepolicy.Shape]
+	// seen remembers fingerprints of texts planned from a known shape but
+	// not kept (admit); direct-mapped, so a fingerprint is forgotten when
+	// another takes its slot.
+	seen [seenSlots]atomic.Uint64
 }
+
+// seenSlots sizes planner.seen: 128 KiB.
+const seenSlots = 1 << 14
 
 type planKey struct{ db, sql string }
 
@@ -119,11 +131,32 @@ func (pl *planner) analyze(db, sql string) *plan {
 	return pl.build(db, sql)
 }
 
-// build makes and keeps the plan for sql, which the plan cache lacks.
+// build makes the plan for sql, which the plan cache lacks, and keeps it
+// there if admit says so.
 func (pl *planner) build(db, sql string) *plan {
-	p := newPlan(sql, pl.analysis(sql))
-	pl.plans.Add(planKey{db, sql}, p)
+	a, reused := pl.analysis(sql)
+	p := newPlan(sql, a)
+	p.transient = reused && !pl.admit(p.digest)
+	if !p.transient {
+		pl.plans.Add(planKey{db, sql}, p)
+	}
 	return p
+}
+
+// admit decides whether a plan made from a known shape is kept in the
+// shared plan cache: only when its text was seen before. A client that
+// inlines constants drawn from a large range (pgbench -S -M simple over a
+// whole table) sends mostly texts it never repeats; keeping each would
+// cost an insert and an eviction and push out the texts that do repeat,
+// while making such a plan again costs little.
+func (pl *planner) admit(digest [cachepolicy.DigestSize]byte) bool {
+	fp := binary.LittleEndian.Uint64(digest[:8]) | 1 // never 0, the empty slot
+	slot := &pl.seen[fp%seenSlots]
+	if slot.Load() == fp {
+		return true
+	}
+	slot.Store(fp)
+	return false
 }
 
 // maxLabel bounds the SQL text kept with cached entries for Top.
@@ -138,22 +171,22 @@ func newPlan(sql string, a *cachepolicy.Analysis) *plan {
 }
 
 // analysis analyzes sql, reusing the analysis of a text of the same shape
-// where the policy allows.
-func (pl *planner) analysis(sql string) *cachepolicy.Analysis {
+// where the policy allows; reused reports that it did.
+func (pl *planner) analysis(sql string) (a *cachepolicy.Analysis, reused bool) {
 	sh, err := pl.shapeOf(sql)
 	if err != nil {
-		return cachepolicy.Analyze(sql)
+		return cachepolicy.Analyze(sql), false
 	}
 	if a, ok := pl.shapes.Get(sh.Hash); ok {
 		if b, ok := cachepolicy.Reuse(a, sh); ok {
-			return b
+			return b, true
 		}
 	}
-	a := cachepolicy.AnalyzeShape(sh)
+	a = cachepolicy.AnalyzeShape(sh)
 	if _, ok := cachepolicy.Reuse(a, sh); ok {
 		pl.shapes.Add(sh.Hash, a)
 	}
-	return a
+	return a, false
 }
 
 // shapeOf is cachepolicy.ShapeOf, respelling a text scanned before where
@@ -189,7 +222,7 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 		return p
 	}
 	a := p.analysis
-	np := &plan{sql: p.sql, digest: p.digest, label: p.label, analysis: a, decided: true, epoch: cur}
+	np := &plan{sql: p.sql, digest: p.digest, label: p.label, analysis: a, decided: true, epoch: cur, transient: p.transient}
 	if !a.Candidate {
 		np.decision = cachepolicy.Decision{Reason: a.Reason, Rule: -1}
 		if pl.streamed && (len(a.Writes) > 0 || len(a.Calls) > 0) && !a.InvalidateAll && !a.CatalogChange {
@@ -203,7 +236,7 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 				np.writeRow = &r
 			}
 		}
-		pl.plans.Add(planKey{db, p.sql}, np)
+		pl.keep(db, np)
 		return np
 	}
 	facts, viewReason, err := pl.catalog.facts(ctx, db, cur, a)
@@ -229,8 +262,15 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 		calls := &cachepolicy.Analysis{Calls: wa.Functions}
 		np.writesOnly = cachepolicy.WritesOnlyNamed(calls, facts)
 	}
-	pl.plans.Add(planKey{db, p.sql}, np)
+	pl.keep(db, np)
 	return np
+}
+
+// keep puts a decided plan in the shared plan cache unless it is transient.
+func (pl *planner) keep(db string, p *plan) {
+	if !p.transient {
+		pl.plans.Add(planKey{db, p.sql}, p)
+	}
 }
 
 // writeSide returns what the catalog must be asked about a's writes: the

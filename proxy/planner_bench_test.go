@@ -47,3 +47,36 @@ func BenchmarkPlanNewText(b *testing.B) {
 		i++
 	}
 }
+
+// TestPlanAdmission: a text planned from a known shape enters the shared
+// plan cache the second time it is seen; a text parsed in full, at once.
+func TestPlanAdmission(t *testing.T) {
+	pl := knownCatalog(t)
+	epoch := pl.epoch("db")
+	kept := func(sql string) bool {
+		_, ok := pl.plans.Peek(planKey{"db", sql})
+		return ok
+	}
+	plan := func(sql string) *plan {
+		t.Helper()
+		p := pl.decideIn(context.Background(), "db", epoch, pl.lookup("db", []byte(sql)))
+		if !p.decision.Cacheable {
+			t.Fatalf("%s: not cacheable: %s", sql, p.decision.Reason)
+		}
+		return p
+	}
+	const first, second = "SELECT v FROM t WHERE id = 1", "SELECT v FROM t WHERE id = 2"
+	plan(first)
+	if !kept(first) {
+		t.Errorf("the first text of a shape, parsed in full, was not kept")
+	}
+	if p := plan(second); !p.transient || kept(second) {
+		t.Errorf("a new text of a known shape: transient %v, kept %v; want true, false", p.transient, kept(second))
+	}
+	if p := plan(second); p.transient || !kept(second) {
+		t.Errorf("the same text again: transient %v, kept %v; want false, true", p.transient, kept(second))
+	}
+	if p := plan(second); p.transient || !p.decided {
+		t.Errorf("a kept text: transient %v, decided %v; want false, true (from the cache)", p.transient, p.decided)
+	}
+}
