@@ -1,6 +1,9 @@
 package integration
 
 import (
+	"slices"
+	"time"
+
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -129,4 +132,29 @@ func withoutKeyData(fs []frame) []frame {
 		}
 	}
 	return out
+}
+
+// TestPausedBatch: a client that pauses between the messages of one
+// extended-protocol batch sees what PostgreSQL does, which starts on each
+// message as it arrives: here statement_timeout, running from the Parse,
+// cancels the statement before the Describe comes (the case of pgx's
+// TestPrepareHandlesTimeoutBetweenParseAndDescribe, jackc/pgx#2223).
+func TestPausedBatch(t *testing.T) {
+	pg := StartPostgres(t)
+	sc := StartSqlcache(t, SqlcacheConfig{Backend: pg.Addr()})
+	params := map[string]string{"user": "postgres", "database": "postgres"}
+	paused := func(addr string) []frame {
+		c, _ := dialRaw(t, addr, params)
+		c.roundTrip(1, &pgproto3.Query{String: "SET statement_timeout = '100ms'"})
+		c.send(&pgproto3.Parse{Name: "t", Query: "SELECT $1::varchar"})
+		time.Sleep(300 * time.Millisecond)
+		return c.roundTrip(1, &pgproto3.Describe{ObjectType: 'S', Name: "t"}, &pgproto3.Sync{})
+	}
+	want, got := paused(pg.Addr()), paused(sc.Addr)
+	if !slices.ContainsFunc(want, func(f frame) bool { return errorCode(f) == "57014" }) {
+		t.Fatalf("directly: %v; want a statement timeout (57014), as the test assumes", want)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("replies differ (-direct +proxy):\n%s", diff)
+	}
 }

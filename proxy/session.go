@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,6 +140,39 @@ func (s *session) run() error {
 	return err
 }
 
+// batchPause is how long a client may pause in the middle of an
+// extended-protocol batch before what it sent is relayed without waiting
+// for the rest.
+const batchPause = time.Millisecond
+
+// nextClient is s.cr.Next, except that a batch held for its Sync is not
+// held while the client pauses. PostgreSQL starts on each message as it
+// arrives (statement_timeout runs from the first), so holding a Parse
+// until a Describe that comes 200 ms later would change what the client
+// sees (pgx's TestPrepareHandlesTimeoutBetweenParseAndDescribe does just
+// that). Past batchPause the held messages go out as after a Flush, and
+// the batch is relayed, not cached. A batch that arrives whole, as
+// drivers send them, never waits here.
+func (s *session) nextClient() (pgwire.Message, error) {
+	if s.cr.Ready() || len(s.batch.msgs) == 0 {
+		return s.cr.Next()
+	}
+	s.client.SetReadDeadline(time.Now().Add(batchPause))
+	msg, err := s.cr.Next()
+	s.client.SetReadDeadline(time.Time{})
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return msg, err
+	}
+	s.batch.open = true
+	if err := s.forwardBatch(); err != nil {
+		return pgwire.Message{}, err
+	}
+	if err := s.flushBackend(); err != nil {
+		return pgwire.Message{}, err
+	}
+	return s.cr.Next()
+}
+
 // clientLoop relays client messages to the backend.
 func (s *session) clientLoop() error {
 	m := s.p.metrics
@@ -148,7 +182,7 @@ func (s *session) clientLoop() error {
 				return err
 			}
 		}
-		msg, err := s.cr.Next()
+		msg, err := s.nextClient()
 		if err != nil {
 			return s.clientReadFailed(err)
 		}

@@ -268,7 +268,11 @@ func (r *Reader) readMore() error {
 		n, err := r.rd.Read(r.buf[r.w:])
 		r.w += n
 		if err != nil {
-			r.err = err
+			// An error ends the stream, except a timeout: past a
+			// deadline the caller may read on.
+			if !isTimeout(err) {
+				r.err = err
+			}
 			if n > 0 {
 				return nil
 			}
@@ -280,4 +284,10 @@ func (r *Reader) readMore() error {
 	}
 	r.err = io.ErrNoProgress
 	return r.err
+}
+
+// isTimeout reports whether err is a deadline's (net.Error's Timeout).
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
 }

@@ -5,10 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -1015,5 +1018,30 @@ func TestAuthNeedsResponse(t *testing.T) {
 		if got := pgwire.AuthNeedsResponse(tt.code); got != tt.want {
 			t.Errorf("AuthNeedsResponse(%d) = %v; want %v", tt.code, got, tt.want)
 		}
+	}
+}
+
+// TestReadOnAfterTimeout: a deadline's error is returned but not kept, so
+// the caller can read on once more bytes arrive; here the deadline falls
+// in the middle of a message.
+func TestReadOnAfterTimeout(t *testing.T) {
+	c, peer := net.Pipe()
+	defer c.Close()
+	defer peer.Close()
+	r := pgwire.NewReader(c, 0)
+	msg, _ := (&pgproto3.Query{String: "SELECT 1"}).Encode(nil)
+	go peer.Write(msg[:3])
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := r.Next(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Next past the deadline: %v; want os.ErrDeadlineExceeded", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	go peer.Write(msg[3:])
+	m, err := r.Next()
+	if err != nil {
+		t.Fatalf("Next after the timeout: %v", err)
+	}
+	if m.Type != 'Q' || string(m.Body) != "SELECT 1\x00" {
+		t.Errorf("Next after the timeout = %c %q; want Q \"SELECT 1\\x00\"", m.Type, m.Body)
 	}
 }
