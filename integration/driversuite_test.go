@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// TestPgxSuite runs pgx's own tests (the pgx and pgconn packages, of the
-// pgx version go.mod requires) against sqlcache with its cache and change
+// TestPgxSuite runs pgx's own tests (the pgx, pgconn, pgtype and stdlib
+// packages, of the pgx version go.mod requires) against sqlcache with its cache and change
 // stream on, the way a user would judge it with their driver's suite.
 // They must pass as they do against PostgreSQL, and some of their reads
 // must have been answered from the cache.
@@ -27,15 +27,16 @@ func TestPgxSuite(t *testing.T) {
 	defer cancel()
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	cmd := exec.CommandContext(ctx, goBin, "test", "-count=1",
-		"github.com/jackc/pgx/v5", "github.com/jackc/pgx/v5/pgconn")
+		"github.com/jackc/pgx/v5", "github.com/jackc/pgx/v5/pgconn",
+		"github.com/jackc/pgx/v5/pgtype", "github.com/jackc/pgx/v5/stdlib")
 	cmd.Env = append(os.Environ(),
 		"PGX_TEST_DATABASE="+sc.URL("postgres", "", "postgres"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("pgx's tests through sqlcache: %v\n%s", err, failures(string(out)))
 	}
-	for _, pkg := range []string{"github.com/jackc/pgx/v5\t", "github.com/jackc/pgx/v5/pgconn\t"} {
-		if !strings.Contains(string(out), "ok  \t"+pkg) {
+	for _, pkg := range []string{"", "/pgconn", "/pgtype", "/stdlib"} {
+		if !strings.Contains(string(out), "ok  \tgithub.com/jackc/pgx/v5"+pkg+"\t") {
 			t.Errorf("no ok line for %s in:\n%s", pkg, out)
 		}
 	}
