@@ -95,38 +95,21 @@ func decimal(s string) (string, bool) {
 
 // mentionsClockWord is a cheap over-approximation of ReadsClock over a
 // whole text: any occurrence of the words, in any case, anywhere. Only
-// ASCII letters lower-case to the words' letters, so folding ASCII alone
-// finds every occurrence strings.ToLower would, without a copy.
+// ASCII letters lower-case to the words' letters, so comparing in place
+// with strings.EqualFold finds every occurrence strings.ToLower would
+// (and a few more), without a copy.
 func mentionsClockWord(sql string) bool {
 	for i := 0; i < len(sql); i++ {
 		switch sql[i] | 0x20 {
 		case 'n', 't', 'y':
 			for _, w := range [...]string{"now", "today", "tomorrow", "yesterday"} {
-				if hasPrefixFoldASCII(sql[i:], w) {
+				if len(sql)-i >= len(w) && strings.EqualFold(sql[i:i+len(w)], w) {
 					return true
 				}
 			}
 		}
 	}
 	return false
-}
-
-// hasPrefixFoldASCII reports whether s begins with w, a lower-case ASCII
-// word, in any ASCII case.
-func hasPrefixFoldASCII(s, w string) bool {
-	if len(s) < len(w) {
-		return false
-	}
-	for j := 0; j < len(w); j++ {
-		c := s[j]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != w[j] {
-			return false
-		}
-	}
-	return true
 }
 
 // Skeleton hashes sql with each integer written in it set aside: the

@@ -137,9 +137,7 @@ func (pl *planner) build(db, sql string) *plan {
 	a, reused := pl.analysis(sql)
 	p := newPlan(sql, a)
 	p.transient = reused && !pl.admit(p.digest)
-	if !p.transient {
-		pl.plans.Add(planKey{db, sql}, p)
-	}
+	pl.keep(db, p)
 	return p
 }
 

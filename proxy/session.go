@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -160,7 +159,7 @@ func (s *session) nextClient() (pgwire.Message, error) {
 	s.client.SetReadDeadline(time.Now().Add(batchPause))
 	msg, err := s.cr.Next()
 	s.client.SetReadDeadline(time.Time{})
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
+	if !isTimeout(err) {
 		return msg, err
 	}
 	s.batch.open = true
