@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	// lib/pq is here for TestLibPQSuite, which runs its tests.
+	_ "github.com/lib/pq"
 )
 
 // TestPgxSuite runs pgx's own tests (the pgx, pgconn, pgtype and stdlib
@@ -45,10 +49,13 @@ func TestPgxSuite(t *testing.T) {
 	}
 }
 
-// failures keeps the lines of go test output that tell what failed.
+// failures keeps the lines of go test output that tell what failed, and
+// the last lines, where a test that exits (log.Fatal in an example) says
+// why.
 func failures(out string) string {
+	lines := strings.Split(out, "\n")
 	var keep []string
-	for _, l := range strings.Split(out, "\n") {
+	for _, l := range lines {
 		if strings.Contains(l, "FAIL") || strings.Contains(l, "_test.go:") ||
 			strings.Contains(l, "Error") || strings.Contains(l, "panic") {
 			keep = append(keep, l)
@@ -57,5 +64,88 @@ func failures(out string) string {
 	if len(keep) > 200 {
 		keep = keep[:200]
 	}
+	keep = append(keep, "last lines of the output:")
+	keep = append(keep, lines[max(0, len(lines)-20):]...)
 	return strings.Join(keep, "\n")
+}
+
+// TestLibPQSuite runs lib/pq's own tests (the version go.mod requires)
+// against sqlcache with its cache and change stream on, set up the way
+// lib/pq's CI sets up its server (testdata/postgres in its module): its
+// roles, their authentication methods, and TLS with its certificates,
+// which sqlcache presents to the tests since it terminates their TLS.
+func TestLibPQSuite(t *testing.T) {
+	dir := moduleDir(t, "github.com/lib/pq")
+	ssl := filepath.Join(dir, "testdata", "ssl")
+	pg := StartPostgres(t, WithSSL())
+	pg.Exec(t, "CREATE ROLE pqgo LOGIN SUPERUSER")
+	pg.Exec(t, "CREATE DATABASE pqgo OWNER pqgo")
+	for _, role := range []string{"pqgossl", "pqgosslcert"} {
+		pg.Exec(t, "CREATE ROLE "+role+" LOGIN")
+	}
+	for _, role := range []string{"pqgopassword", "pqgoscram", "pqgomd5"} {
+		pg.Exec(t, "CREATE ROLE "+role+" LOGIN PASSWORD 'wordpass'")
+	}
+	pg.Exec(t, "UPDATE pg_authid SET rolpassword = 'md5' || md5('wordpasspqgomd5') WHERE rolname = 'pqgomd5'")
+	pg.PrependHBA(t,
+		"host all pqgomd5 127.0.0.1/32 md5",
+		"host all pqgopassword 127.0.0.1/32 password",
+		"host all pqgoscram 127.0.0.1/32 scram-sha-256")
+
+	sc := StartSqlcache(t, SqlcacheConfig{
+		Backend:        pg.Addr(),
+		ServiceDSN:     pg.URL("postgres", "", "postgres"),
+		BackendTLSMode: "require",
+		TLSCertFile:    filepath.Join(ssl, "server.crt"),
+		TLSKeyFile:     filepath.Join(ssl, "server.key"),
+	})
+	waitCacheFresh(t, sc)
+	_, port, _ := net.SplitHostPort(sc.Addr)
+
+	// lib/pq's CI runs its tests twice, the second time sending
+	// parameters in binary.
+	for _, binary := range []string{"no", "yes"} {
+		t.Run("binary_parameters="+binary, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+			defer cancel()
+			goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+			// TestSSL* check that the server's hostssl, hostnossl and
+			// cert rules in pg_hba.conf judge the client's own TLS
+			// connection. Behind a proxy that terminates TLS the server
+			// sees the proxy's connection, so they cannot hold (nor do
+			// they behind PgBouncer, for which lib/pq skips some of
+			// them); sqlcache's TLS is tested in auth_test.go.
+			// Three examples connect to port 5432 or to host
+			// "postgres" (lib/pq's CI container) whatever PGHOST and
+			// PGPORT say.
+			cmd := exec.CommandContext(ctx, goBin, "test", "-count=1",
+				"-skip", "^TestSSL|^(Example_openConfig|ExampleNewConnector|ExampleRegisterTLSConfig)$",
+				"github.com/lib/pq/...")
+			cmd.Env = append(os.Environ(), "PGHOST=localhost", "PGPORT="+port,
+				"PQTEST_BINARY_PARAMETERS="+binary)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("lib/pq's tests through sqlcache: %v\n%s", err, failures(string(out)))
+			}
+			if !strings.Contains(string(out), "ok  \tgithub.com/lib/pq\t") {
+				t.Errorf("no ok line for github.com/lib/pq in:\n%s", out)
+			}
+		})
+	}
+	if hits := metricValue(t, sc, "sqlcache_cache_hits_total"); hits == 0 {
+		t.Errorf("lib/pq's tests passed, but none of their reads was answered from the cache:\n%s", cacheMetrics(t, sc))
+	}
+}
+
+// moduleDir returns the directory of module path in the module cache, at
+// the version go.mod requires.
+func moduleDir(t *testing.T, path string) string {
+	t.Helper()
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	out, err := exec.Command(goBin, "list", "-m", "-f", "{{.Dir}}", path).Output()
+	dir := strings.TrimSpace(string(out))
+	if err != nil || dir == "" {
+		t.Fatalf("go list -m %s: %v (is it in go.mod?)", path, err)
+	}
+	return dir
 }

@@ -252,6 +252,22 @@ func pgHBA() string {
 	return strings.Join(lines, "\n") + "\n"
 }
 
+// PrependHBA puts lines before the rules of pg_hba.conf (the first
+// matching line wins) and has the server reload it.
+func (p *Postgres) PrependHBA(t testing.TB, lines ...string) {
+	t.Helper()
+	path := filepath.Join(p.DataDir, "pg_hba.conf")
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading pg_hba.conf: %v", err)
+	}
+	hba := strings.Join(lines, "\n") + "\n" + string(old)
+	if err := os.WriteFile(path, []byte(hba), 0); err != nil {
+		t.Fatalf("writing pg_hba.conf: %v", err)
+	}
+	p.Exec(t, "SELECT pg_reload_conf()")
+}
+
 // launch starts the postmaster and waits up to timeout until it accepts
 // connections. The error wraps errExited if the postmaster exited.
 func (p *Postgres) launch(timeout time.Duration) error {
