@@ -212,6 +212,10 @@ func (s *session) lookup(held **plan, key []byte, hs hitState, prefix []byte, pa
 			s.answer(prefix, v)
 			return true, nil
 		}
+		if !store.Admit(key) {
+			m.misses.Inc()
+			return false, nil
+		}
 		f := s.begin(p, key, params)
 		if !f.Leader() && !waited {
 			// Another session is fetching this very answer: wait for

@@ -147,5 +147,9 @@ func (m *metrics) registerStore(s *cache.Store) {
 			Name: "sqlcache_cache_bytes",
 			Help: "Bytes the cache accounts for: keys, answers and bookkeeping.",
 		}, func() float64 { return float64(s.Stats().Bytes) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sqlcache_cache_unadmitted_total",
+			Help: "Misses whose answers were not stored: the cache was full and the query had not missed before.",
+		}, func() float64 { return float64(s.Stats().Unadmitted) }),
 	)
 }

@@ -256,6 +256,7 @@ func (s *Store) Commit(f *Fill, value []byte) (stored bool, reason string) {
 	capacity, ttl := s.makeRoom(size, now)
 	s.lru.Add(e.hash, e)
 	s.bytes += size
+	s.used.Store(s.bytes)
 	s.index(e)
 	s.mu.Unlock()
 

@@ -254,6 +254,7 @@ func (s *Store) InvalidateAll() int {
 	n := s.lru.Len()
 	s.lru.Purge()
 	s.bytes, s.rowEntries = 0, 0
+	s.used.Store(0)
 	s.byDB = make(map[string]*dbIndex) // not clear: release the old buckets
 	return n
 }

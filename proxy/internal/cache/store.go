@@ -132,6 +132,8 @@ type Store struct {
 	rowEntries  int // entries with a row, in lru
 	evictions   uint64
 	expirations uint64
+
+	admission
 }
 
 // entry is one cached answer. Every field but hits is set before the entry
@@ -187,6 +189,10 @@ func New(cfg Config) *Store {
 		rowsBy:        make(map[columnRef]uint64),
 		rowGens:       new([rowSlots]uint64),
 		flights:       make(map[string]*Fill),
+		admission: admission{
+			fullBytes: int64(float64(cfg.MaxBytes) * fullAt),
+			seen:      new([admitSlots]atomic.Uint64),
+		},
 	}
 }
 
@@ -271,6 +277,7 @@ func (s *Store) expire(e *entry) {
 func (s *Store) unlink(e *entry) {
 	s.lru.Remove(e.hash)
 	s.bytes -= e.size
+	s.used.Store(s.bytes)
 	s.unindex(e)
 }
 
@@ -326,6 +333,8 @@ type Stats struct {
 	// removed for TTL, since New. Invalidations are not counted here.
 	Evictions   uint64
 	Expirations uint64
+	// Unadmitted counts misses that Admit said not to fill, since New.
+	Unadmitted uint64
 }
 
 // Stats returns the store's current counts.
@@ -339,6 +348,7 @@ func (s *Store) Stats() Stats {
 		MaxBytes:    s.maxBytes,
 		Evictions:   s.evictions,
 		Expirations: s.expirations,
+		Unadmitted:  s.unadmitted.Load(),
 	}
 }
 
