@@ -109,6 +109,28 @@ func Decide(a *Analysis, sql string, f Facts, rules []Rule, defaultTTL time.Dura
 	return d
 }
 
+// ForRows returns d, the decision for an analysis of one shape, for b,
+// an analysis of another text of that shape (Reuse): what Decide returns
+// for b when no rule matches on the SQL text (Rule.Query), since the
+// texts differ only in their constants and b only in its RowParams' Const.
+func (d Decision) ForRows(b *Analysis) Decision {
+	if d.Row == nil {
+		return d
+	}
+	for _, p := range b.RowParams {
+		if p.Column == d.Row.Column {
+			r := *d.Row
+			r.Param, r.Const = p.Param, p.Const
+			d.Row = &r
+			return d
+		}
+	}
+	// Not of the same shape after all: tied to the whole table, which is
+	// never wrong.
+	d.Row = nil
+	return d
+}
+
 // WritesOnlyNamed reports whether running a's statements can change no
 // data but rows of the relations a.Writes names (none, for a SELECT): plain
 // DML on ordinary tables that run no code of their own (RunsCode), have no
@@ -223,22 +245,21 @@ func matching(ref RelRef, infos []RelInfo) []RelInfo {
 
 // relationProblem returns why a result read from info cannot be cached.
 func relationProblem(info RelInfo) string {
-	name := qualified(info.Schema, info.Name)
 	switch {
 	case info.System:
-		return "system catalog " + name // DDL by others changes it unseen
+		return "system catalog " + qualified(info.Schema, info.Name) // DDL by others changes it unseen
 	case info.Temp:
-		return "temporary table " + name
+		return "temporary table " + qualified(info.Schema, info.Name)
 	}
 	switch info.Kind {
 	case 'r', 'p', 'v', 'm':
 		return ""
 	case 'S':
-		return "sequence " + name
+		return "sequence " + qualified(info.Schema, info.Name)
 	case 'f':
-		return "foreign table " + name
+		return "foreign table " + qualified(info.Schema, info.Name)
 	}
-	return fmt.Sprintf("relation %s has kind %q", name, info.Kind)
+	return fmt.Sprintf("relation %s has kind %q", qualified(info.Schema, info.Name), info.Kind)
 }
 
 func qualified(schema, name string) string {

@@ -90,6 +90,9 @@ func decimal(s string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
+	if s[0] != '0' || s == "0" {
+		return s, true // canonical already: no copy
+	}
 	return strconv.FormatInt(v, 10), true
 }
 
@@ -151,8 +154,9 @@ func Skeleton(sql string) (uint64, bool) {
 // identifier, parameter or decimal point touches it and its value fits
 // PostgreSQL's ICONST (int4; a larger one scans as FCONST).
 func (sh *Shape) Respell(sql string) (*Shape, bool) {
-	out := &Shape{Hash: sh.Hash, sql: sql, lexemes: sh.lexemes,
-		starts: make([]int32, len(sh.starts)), ends: make([]int32, len(sh.ends))}
+	n := len(sh.starts)
+	pos := make([]int32, 2*n) // one allocation for starts and ends
+	out := &Shape{Hash: sh.Hash, sql: sql, lexemes: sh.lexemes, starts: pos[:n:n], ends: pos[n:]}
 	delta := 0 // len(sql) - len(sh.sql), up to the current token
 	done := 0  // sh.sql[:done] is matched
 	for k, l := range sh.lexemes {

@@ -10,6 +10,7 @@ import (
 )
 
 func TestShapeReuse(t *testing.T) {
+	rowDecisions := 0
 	for _, tt := range []struct {
 		name      string
 		a, b      string
@@ -70,10 +71,29 @@ func TestShapeReuse(t *testing.T) {
 				if diff := cmp.Diff(cachepolicy.Analyze(tt.b), reused); diff != "" {
 					t.Errorf("reused analysis differs (-fresh +reused):\n%s", diff)
 				}
+				// And a's decision, taken for b's rows, what deciding b would.
+				want := cachepolicy.Decide(cachepolicy.Analyze(tt.b), tt.b, keyedFacts, nil, 0)
+				got := cachepolicy.Decide(a, tt.a, keyedFacts, nil, 0).ForRows(reused)
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("ForRows differs from Decide (-Decide +ForRows):\n%s", diff)
+				}
+				if want.Row != nil {
+					rowDecisions++
+				}
 			}
 		})
 	}
+	if rowDecisions == 0 {
+		t.Error("no case tied a decision to a row: ForRows was not tested")
+	}
 }
+
+// keyedFacts describe the tables of TestShapeReuse with integer primary
+// keys, so that decisions are tied to rows.
+var keyedFacts = cachepolicy.Facts{Relations: map[string][]relInfo{
+	"t":                {{Schema: "public", Name: "t", Kind: 'r', Key: "id", KeyType: 23}},
+	"pgbench_accounts": {{Schema: "public", Name: "pgbench_accounts", Kind: 'r', Key: "aid", KeyType: 23}},
+}}
 
 // BenchmarkShapeReuse is what a new text of a known shape costs a proxy:
 // its shape, and the reused analysis with its row constant read in.

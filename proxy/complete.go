@@ -136,6 +136,7 @@ func (s *session) complete(r *request, st pgwire.TxStatus) {
 
 func (s *session) finishFill(r *request, st pgwire.TxStatus) {
 	f := r.fill
+	defer f.release() // after Commit, which copies the answer
 	m := s.p.metrics
 	if f.aborted || !f.started || r.failed || st != pgwire.TxIdle {
 		s.p.store.Abort(f.f)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"testing"
@@ -199,5 +200,35 @@ func TestHitPathAllocations(t *testing.T) {
 	}
 	if hits := counterValue(p.metrics.hits) - before; hits < 200 {
 		t.Errorf("%d hits in 201 runs: the benchmark did not measure hits", hits)
+	}
+}
+
+// BenchmarkMissSimple measures a cache miss for a simple Query whose text
+// is new but of a known shape, relayed and stored: what a client that
+// inlines keys drawn from a whole table (pgbench -S -M simple) costs
+// beyond relaying.
+func BenchmarkMissSimple(b *testing.B) {
+	p := testProxy(b)
+	p.planner.catalog = knownCatalog(b).catalog
+	client, backend := startSession(b, p)
+	go fakeBackend(backend)
+	r := pgwire.NewReader(client, 0)
+	var req []byte
+	query := func(id int) {
+		req = append(req[:0], 'Q', 0, 0, 0, 0)
+		req = fmt.Appendf(req, "SELECT v FROM t WHERE id = %d\x00", id)
+		binary.BigEndian.PutUint32(req[1:], uint32(len(req)-1))
+		roundTrip(b, client, r, req)
+	}
+	query(0)
+	misses := counterValue(p.metrics.misses)
+	b.ReportAllocs()
+	i := 1
+	for b.Loop() {
+		query(i)
+		i++
+	}
+	if got := counterValue(p.metrics.misses) - misses; got != uint64(i-1) {
+		b.Fatalf("%v misses for %d new texts", got, i-1)
 	}
 }

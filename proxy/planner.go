@@ -67,7 +67,40 @@ type planner struct {
 	// not kept (admit); direct-mapped, so a fingerprint is forgotten when
 	// another takes its slot.
 	seen [seenSlots]atomic.Uint64
+
+	// textRules: a rule matches on the SQL text (Rule.Query), so texts
+	// of one shape may be decided differently and decisions are not
+	// shared among them.
+	textRules bool
+	shapesMu  sync.Mutex // protects decided
+	// decided holds the decision made for a text of each shape, per
+	// database and epoch, by the address of the shape analysis's lists
+	// (which cachepolicy.Reuse shares among the shape's texts): another
+	// text of the shape takes it with its own row (Decision.ForRows)
+	// instead of deciding again. Emptied when it reaches maxDecided.
+	decided map[shapeKey]shapeDecision
 }
+
+// shapeKey identifies the decision for the texts of one shape in one
+// database and epoch.
+type shapeKey struct {
+	db    string
+	epoch uint64
+	factsKey
+}
+
+// shapeDecision is an entry of planner.decided. It holds the lists its
+// key points into, so that their memory cannot be reused for other lists
+// while the entry exists.
+type shapeDecision struct {
+	rels       []cachepolicy.RelRef
+	funcs      []string
+	decision   cachepolicy.Decision
+	writesOnly bool
+}
+
+// maxDecided bounds planner.decided.
+const maxDecided = 4096
 
 // seenSlots sizes planner.seen: 128 KiB.
 const seenSlots = 1 << 14
@@ -82,8 +115,9 @@ func newPlanner(c *catalog, rules []cachepolicy.Rule, defaultTTL time.Duration) 
 	plans, _ := lru.New[planKey, *plan](planCacheSize)
 	shapes, _ := lru.New[uint64, *cachepolicy.Analysis](planCacheSize)
 	spellings, _ := lru.New[uint64, *cachepolicy.Shape](planCacheSize)
+	textRules := slices.ContainsFunc(rules, func(r cachepolicy.Rule) bool { return r.Query != nil })
 	return &planner{catalog: c, rules: rules, defaultTTL: defaultTTL, epochs: make(map[string]*atomic.Uint64),
-		plans: plans, shapes: shapes, spellings: spellings}
+		plans: plans, shapes: shapes, spellings: spellings, textRules: textRules}
 }
 
 // epoch returns the counter that invalidates a database's decisions when
@@ -100,7 +134,18 @@ func (pl *planner) epoch(db string) *atomic.Uint64 {
 }
 
 // forget makes every decision in db stale, after DDL.
-func (pl *planner) forget(db string) { pl.epoch(db).Add(1) }
+func (pl *planner) forget(db string) {
+	pl.epoch(db).Add(1)
+	pl.forgetShapes()
+}
+
+// forgetShapes empties planner.decided, whose entries of past epochs
+// would never be found again.
+func (pl *planner) forgetShapes() {
+	pl.shapesMu.Lock()
+	defer pl.shapesMu.Unlock()
+	pl.decided = nil
+}
 
 // forgetAll makes every decision stale; run periodically so that catalog
 // changes made behind sqlcache's back are picked up.
@@ -110,6 +155,7 @@ func (pl *planner) forgetAll() {
 	for _, e := range pl.epochs {
 		e.Add(1)
 	}
+	pl.forgetShapes()
 }
 
 // lookup is analyze for SQL text in a message buffer: a plan already made
@@ -237,6 +283,15 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 		pl.keep(db, np)
 		return np
 	}
+	key, shared := pl.shapeKey(db, cur, a)
+	if shared {
+		if sd, ok := pl.shapeDecision(key); ok {
+			np.decision = sd.decision.ForRows(a)
+			np.writesOnly = sd.writesOnly
+			pl.keep(db, np)
+			return np
+		}
+	}
 	facts, viewReason, err := pl.catalog.facts(ctx, db, cur, a)
 	switch {
 	case err != nil:
@@ -244,6 +299,11 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 		// Not stored: the next statement tries again.
 		return np
 	}
+	defer func() {
+		if shared {
+			pl.keepShapeDecision(key, a, np)
+		}
+	}()
 	wa := withViews(a, facts)
 	switch {
 	case viewReason != "":
@@ -262,6 +322,33 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 	}
 	pl.keep(db, np)
 	return np
+}
+
+// shapeKey returns the key of a's decision in planner.decided, and
+// whether a decision may be shared among texts of a's shape at all.
+func (pl *planner) shapeKey(db string, epoch uint64, a *cachepolicy.Analysis) (shapeKey, bool) {
+	k := shapeKey{db, epoch, factsKey{unsafe.SliceData(a.Relations), len(a.Relations), unsafe.SliceData(a.Functions), len(a.Functions)}}
+	// Lists of no relation have no address of their own to tell shapes
+	// apart.
+	return k, !pl.textRules && k.rels != nil
+}
+
+func (pl *planner) shapeDecision(k shapeKey) (shapeDecision, bool) {
+	pl.shapesMu.Lock()
+	defer pl.shapesMu.Unlock()
+	sd, ok := pl.decided[k]
+	return sd, ok
+}
+
+// keepShapeDecision remembers p's decision, made for analysis a, for the
+// other texts of its shape.
+func (pl *planner) keepShapeDecision(k shapeKey, a *cachepolicy.Analysis, p *plan) {
+	pl.shapesMu.Lock()
+	defer pl.shapesMu.Unlock()
+	if pl.decided == nil || len(pl.decided) >= maxDecided {
+		pl.decided = make(map[shapeKey]shapeDecision)
+	}
+	pl.decided[k] = shapeDecision{rels: a.Relations, funcs: a.Functions, decision: p.decision, writesOnly: p.writesOnly}
 }
 
 // keep puts a decided plan in the shared plan cache unless it is transient.

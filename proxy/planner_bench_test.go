@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/sqlcache/sqlcache/cachepolicy"
@@ -79,4 +81,49 @@ func TestPlanAdmission(t *testing.T) {
 	if p := plan(second); p.transient || !p.decided {
 		t.Errorf("a kept text: transient %v, decided %v; want false, true (from the cache)", p.transient, p.decided)
 	}
+}
+
+// TestPlanShapeDecision: texts of one shape share one decision, each tied
+// to its own row, unless a rule matches on the text, which may tell them
+// apart.
+func TestPlanShapeDecision(t *testing.T) {
+	decide := func(pl *planner, sql string) cachepolicy.Decision {
+		t.Helper()
+		return pl.decideIn(context.Background(), "db", pl.epoch("db"), pl.lookup("db", []byte(sql))).decision
+	}
+	t.Run("shared", func(t *testing.T) {
+		pl := knownCatalog(t)
+		decide(pl, "SELECT v FROM t WHERE id = 1")
+		if len(pl.decided) != 1 {
+			t.Fatalf("decisions kept for shapes: %d; want 1", len(pl.decided))
+		}
+		for _, id := range []string{"2", "1234567", "1"} {
+			got := decide(pl, "SELECT v FROM t WHERE id = "+id)
+			if !got.Cacheable || got.Row == nil || got.Row.Const != id {
+				t.Errorf("id %s: cacheable %v, row %+v; want cacheable, tied to row %s", id, got.Cacheable, got.Row, id)
+			}
+		}
+		// A new epoch asks the catalog again (which this one cannot
+		// reach: it knows table t only in the first epoch).
+		pl.forget("db")
+		if got := decide(pl, "SELECT v FROM t WHERE id = 3"); got.Cacheable || !strings.HasPrefix(got.Reason, "catalog lookup failed") {
+			t.Errorf("after the epoch changed: cacheable %v (%s); want a failed catalog lookup", got.Cacheable, got.Reason)
+		}
+	})
+	t.Run("rule on the text", func(t *testing.T) {
+		rules := []cachepolicy.Rule{{Query: regexp.MustCompile(`id = 7$`), Never: true}}
+		pl := newPlanner(knownCatalog(t).catalog, rules, 0)
+		pl.streamed = true
+		for _, tt := range []struct {
+			id        string
+			cacheable bool
+		}{{"1", true}, {"7", false}, {"8", true}} {
+			if got := decide(pl, "SELECT v FROM t WHERE id = "+tt.id); got.Cacheable != tt.cacheable {
+				t.Errorf("id %s: cacheable %v (%s); want %v", tt.id, got.Cacheable, got.Reason, tt.cacheable)
+			}
+		}
+		if len(pl.decided) != 0 {
+			t.Errorf("decisions kept for shapes with a rule on the text: %d; want 0", len(pl.decided))
+		}
+	})
 }

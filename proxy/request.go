@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"sync"
 	"time"
 
 	"github.com/sqlcache/sqlcache/cachepolicy"
@@ -60,8 +61,11 @@ func (r *request) classify(p *plan, row *cache.Row) {
 // fillState captures a miss's answer as it is relayed: the messages from
 // the RowDescription (or first DataRow) through the CommandComplete.
 type fillState struct {
-	f       *cache.Fill
-	buf     []byte
+	f   *cache.Fill
+	buf []byte
+	// pooled holds buf's array while it is in use, to go back to
+	// fillBufs (release).
+	pooled  *[]byte
 	started bool
 	aborted bool
 	// describe: the answer is a statement description (ParameterDescription
@@ -89,6 +93,10 @@ func (f *fillState) capture(typ byte, raw []byte) {
 			return
 		}
 		f.started = true
+		if f.pooled == nil {
+			f.pooled = fillBufs.Get().(*[]byte)
+			f.buf = (*f.pooled)[:0]
+		}
 		f.buf = append(f.buf, raw...)
 	case '1', '2':
 		// ParseComplete and BindComplete are synthesized on a hit.
@@ -104,7 +112,26 @@ func (f *fillState) capture(typ byte, raw []byte) {
 
 func (f *fillState) abort() {
 	f.aborted = true
-	f.buf = nil
+	f.release()
+}
+
+// fillBufs recycles the buffers answers are captured in: the store keeps
+// a copy (cache.Store.Commit), so a buffer is free again when its fill
+// ends.
+var fillBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledFill bounds the buffers fillBufs keeps: a rare large answer's
+// is left to the collector.
+const maxPooledFill = 64 << 10
+
+// release gives f's buffer back to fillBufs; f.buf must no longer be
+// used.
+func (f *fillState) release() {
+	if f.pooled != nil && cap(f.buf) <= maxPooledFill {
+		*f.pooled = f.buf[:0]
+		fillBufs.Put(f.pooled)
+	}
+	f.pooled, f.buf = nil, nil
 }
 
 // mayWrite reports whether a statement can change data, allowing for

@@ -57,8 +57,11 @@ type session struct {
 
 	cancelKey string // guarded by p.mu
 
-	mu       sync.Mutex // protects the fields below, and request fields marked (mu)
-	queue    []*request // sent, not yet answered by ReadyForQuery
+	mu    sync.Mutex // protects the fields below, and request fields marked (mu)
+	queue []*request // sent, not yet answered by ReadyForQuery
+	// queueBuf is queue's array from its start, to which an emptied queue
+	// returns, so that a session does not allocate one per request.
+	queueBuf []*request
 	txStatus pgwire.TxStatus
 	state    *sessionState
 	// rywAfter: the session committed something that may have written;
@@ -404,6 +407,10 @@ func (s *session) push(r *request) bool {
 	}
 	r.inTx = s.txStatus != pgwire.TxIdle || len(s.queue) > 0
 	s.queue = append(s.queue, r)
+	if len(s.queue) == 1 {
+		// It was empty, so it starts at its array's start.
+		s.queueBuf = s.queue[:0]
+	}
 	s.mu.Unlock()
 	return true
 }
@@ -451,7 +458,7 @@ func (s *session) pop(st pgwire.TxStatus) (drainNow, idle bool) {
 		s.queue[0] = nil
 		s.queue = s.queue[1:]
 		if len(s.queue) == 0 {
-			s.queue = s.queue[:0:0]
+			s.queue = s.queueBuf[:0]
 		}
 	}
 	s.txStatus = st
