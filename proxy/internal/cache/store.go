@@ -13,13 +13,10 @@ package cache
 import (
 	"cmp"
 	"hash/maphash"
-	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
 // Defaults of Config fields left zero.
@@ -43,11 +40,10 @@ const (
 // Go 1.26 (TestOverheadEstimate checks the total against heap growth,
 // within 20%):
 //
-//   - entry struct: 176 bytes, allocated in the 176-byte size class;
-//   - simplelru's list node (three pointers, key, value pointer and an
-//     unused expiry time): 72 bytes, 80-byte size class;
+//   - entry struct, with its links in the LRU list: 192 bytes, the
+//     192-byte size class;
 //   - the LRU's map slot (uint64 → pointer), with Swiss-table control
-//     bytes and the head-room of a map between doublings: about 30 bytes;
+//     bytes and the head-room of a map between doublings: 10 to 30 bytes;
 //   - rounding of the key and value copies up to their allocation size
 //     classes: about 10 bytes for short ones.
 //
@@ -59,7 +55,7 @@ const (
 // of a table's index slot: the row reference (32 bytes) and the key's slot
 // in its column's index (a string and a pointer).
 const (
-	entryOverhead = 260
+	entryOverhead = 200
 	tableOverhead = 40
 	rowOverhead   = 30
 )
@@ -103,7 +99,7 @@ type Store struct {
 
 	// lru holds the entries by key hash, least recently used at the back.
 	// Its count limit is never reached: room is made by bytes, in Commit.
-	lru   *simplelru.LRU[uint64, *entry]
+	lru   *lruIndex
 	bytes int64 // sum of entry.size over lru
 
 	// byDB indexes the entries of lru by database and by table. An entry
@@ -149,6 +145,8 @@ type entry struct {
 	row    *rowRef // the one row of tables[0] the answer reads; nil: any rows
 	// rowPrev and rowNext link the entries of the same row (under s.mu).
 	rowPrev, rowNext *entry
+	// lruPrev and lruNext link the entries in Store.lru (under s.mu).
+	lruPrev, lruNext *entry
 	size             int64 // accounted bytes, see entryOverhead
 	stored           time.Time
 	ttl              time.Duration // zero: never expires
@@ -171,18 +169,13 @@ func New(cfg Config) *Store {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	// The count limit is effectively infinite: we evict by bytes.
-	lru, err := simplelru.NewLRU[uint64, *entry](math.MaxInt, nil)
-	if err != nil {
-		panic(err) // only for a non-positive size
-	}
 	return &Store{
 		maxBytes:      cfg.MaxBytes,
 		maxEntryBytes: cfg.MaxEntryBytes,
 		now:           cfg.Now,
 		onEvict:       cfg.OnEvict,
 		seed:          maphash.MakeSeed(),
-		lru:           lru,
+		lru:           newLRUIndex(),
 		byDB:          make(map[string]*dbIndex),
 		dbGen:         make(map[string]uint64),
 		tableGen:      make(map[tableRef]uint64),
