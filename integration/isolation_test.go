@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -174,6 +175,9 @@ func TestCacheRulesAndAdmin(t *testing.T) {
 				map[string]any{"table": "public.audit_log", "cache": "never"},
 				map[string]any{"table": "public.board", "ttl": "300ms"},
 				map[string]any{"query": "(?i)^select .* from reports", "ttl": "60s"},
+				// One key of a shape: the other texts of the shape are
+				// cached, this one never.
+				map[string]any{"query": "FROM keyed WHERE id = 7$", "cache": "never"},
 			},
 		},
 		"invalidation": map[string]any{"postgres": map[string]any{"mode": "none"}},
@@ -184,6 +188,8 @@ func TestCacheRulesAndAdmin(t *testing.T) {
 	pg.Exec(t, `INSERT INTO audit_log VALUES (1)`)
 	pg.Exec(t, `INSERT INTO board VALUES (1)`)
 	pg.Exec(t, `INSERT INTO reports VALUES (1)`)
+	pg.Exec(t, `CREATE TABLE keyed (id int PRIMARY KEY, v int)`)
+	pg.Exec(t, `INSERT INTO keyed VALUES (7, 1), (8, 1), (9, 1)`)
 	conn := connect(t, sc.URL("postgres", "", "postgres"))
 	get := func(q string) int {
 		var v int
@@ -195,11 +201,21 @@ func TestCacheRulesAndAdmin(t *testing.T) {
 	get(`SELECT v FROM audit_log`)
 	get(`SELECT v FROM board`)
 	get(`SELECT v FROM reports`)
+	// Texts of one shape, the one the rule names after another.
+	get(`SELECT v FROM keyed WHERE id = 8`)
+	get(`SELECT v FROM keyed WHERE id = 7`)
+	get(`SELECT v FROM keyed WHERE id = 9`)
 	// Writes behind sqlcache's back (no change stream yet): only TTLs
 	// and rules bound what is served.
 	pg.Exec(t, `UPDATE audit_log SET v = 2`)
 	pg.Exec(t, `UPDATE board SET v = 2`)
 	pg.Exec(t, `UPDATE reports SET v = 2`)
+	pg.Exec(t, `UPDATE keyed SET v = 2`)
+	for id, want := range map[int]int{7: 2, 8: 1, 9: 1} {
+		if v := get(fmt.Sprintf(`SELECT v FROM keyed WHERE id = %d`, id)); v != want {
+			t.Errorf("keyed id %d = %d; want %d (only id 7 is never cached)", id, v, want)
+		}
+	}
 	if v := get(`SELECT v FROM audit_log`); v != 2 {
 		t.Errorf("audit_log (cache: never) = %d; want 2", v)
 	}
