@@ -82,6 +82,12 @@ func FuzzReuse(f *testing.F) {
 		if diff := cmp.Diff(fresh, reused, sameErrorText); diff != "" {
 			t.Errorf("Reuse(Analyze(%q), %q) differs from Analyze (-fresh +reused):\n%s", a, b, diff)
 		}
+		// And a's decision, taken for b's rows, is what deciding b gives.
+		want := cachepolicy.Decide(fresh, b, keyedFacts, nil, 0)
+		got := cachepolicy.Decide(cachepolicy.Analyze(a), a, keyedFacts, nil, 0).ForRows(reused)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("Decide(%q).ForRows differs from Decide(%q) (-Decide +ForRows):\n%s", a, b, diff)
+		}
 	})
 }
 
