@@ -329,8 +329,8 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 func (pl *planner) shapeKey(db string, epoch uint64, a *cachepolicy.Analysis) (shapeKey, bool) {
 	k := shapeKey{db, epoch, factsKey{unsafe.SliceData(a.Relations), len(a.Relations), unsafe.SliceData(a.Functions), len(a.Functions)}}
 	// Lists of no relation have no address of their own to tell shapes
-	// apart.
-	return k, !pl.textRules && k.rels != nil
+	// apart (an empty one may point where every empty one does).
+	return k, !pl.textRules && k.nrels > 0
 }
 
 func (pl *planner) shapeDecision(k shapeKey) (shapeDecision, bool) {
