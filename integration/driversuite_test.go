@@ -118,12 +118,25 @@ func TestLibPQSuite(t *testing.T) {
 			// Three examples connect to port 5432 or to host
 			// "postgres" (lib/pq's CI container) whatever PGHOST and
 			// PGPORT say.
-			cmd := exec.CommandContext(ctx, goBin, "test", "-count=1",
-				"-skip", "^TestSSL|^(Example_openConfig|ExampleNewConnector|ExampleRegisterTLSConfig)$",
-				"github.com/lib/pq/...")
-			cmd.Env = append(os.Environ(), "PGHOST=localhost", "PGPORT="+port,
-				"PQTEST_BINARY_PARAMETERS="+binary)
-			out, err := cmd.CombinedOutput()
+			run := func() ([]byte, error) {
+				cmd := exec.CommandContext(ctx, goBin, "test", "-count=1",
+					"-skip", "^TestSSL|^(Example_openConfig|ExampleNewConnector|ExampleRegisterTLSConfig)$",
+					"github.com/lib/pq/...")
+				cmd.Env = append(os.Environ(), "PGHOST=localhost", "PGPORT="+port,
+					"PQTEST_BINARY_PARAMETERS="+binary)
+				return cmd.CombinedOutput()
+			}
+			out, err := run()
+			if err != nil {
+				// lib/pq's listener tests give a new connection 100 ms
+				// (notify_test.go wantEvent), and panic past it, which
+				// ends the package's run. Two TLS handshakes and a
+				// login can take longer on a 2-core machine busy with
+				// other packages' tests under -race: one more run must
+				// pass, whole.
+				t.Logf("lib/pq's tests through sqlcache failed once, running them again: %v\n%s", err, failures(string(out)))
+				out, err = run()
+			}
 			if err != nil {
 				t.Fatalf("lib/pq's tests through sqlcache: %v\n%s", err, failures(string(out)))
 			}
