@@ -66,20 +66,25 @@ type tableRef struct{ db, table string }
 // Leader and Wait).
 func (s *Store) Begin(key []byte, label, db string, tables []string, ttl time.Duration) *Fill {
 	f := s.newFill(key, label, db, ttl)
-	f.tables = make([]string, 0, len(tables))
-	for _, t := range tables {
-		if !slices.Contains(f.tables, t) {
-			f.tables = append(f.tables, t)
+	if len(tables) > 1 {
+		f.tables = make([]string, 0, len(tables))
+		for _, t := range tables {
+			if !slices.Contains(f.tables, t) {
+				f.tables = append(f.tables, t)
+			}
 		}
 	}
 	f.tableGens = f.gensBuf[:0]
 	if len(f.tables) > len(f.gensBuf) {
 		f.tableGens = make([]uint64, 0, len(f.tables))
 	}
-	f.tableGens = f.tableGens[:len(f.tables)]
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(tables) == 1 {
+		f.tables = s.tableList(tables[0])
+	}
+	f.tableGens = f.tableGens[:len(f.tables)]
 	for i, t := range f.tables {
 		f.tableGens[i] = s.tableGen[tableRef{db, t}]
 	}
@@ -118,15 +123,28 @@ type Row struct {
 // column name is kept as given, the key copied.
 func (s *Store) BeginRow(key []byte, label, db string, row Row, ttl time.Duration) *Fill {
 	f := s.newFill(key, label, db, ttl)
-	f.tables = []string{row.Table}
 	f.row = &rowRef{column: row.Column, key: strings.Clone(row.Key)}
 	f.tableGens = f.gensBuf[:1]
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	f.tables = s.tableList(row.Table)
 	f.tableGens[0] = s.notByColumn(db, row.Table, row.Column)
 	f.rowGen = s.rowGens[s.rowSlot(db, row.Table, row.Column, row.Key)]
 	s.lead(f)
 	return f
+}
+
+// tableList returns a list of the one table, shared by every entry that
+// reads only that table: entries never change their lists, and most read
+// one table. Like tableGen, tableLists is bounded by the schema. s.mu must
+// be held.
+func (s *Store) tableList(table string) []string {
+	l, ok := s.tableLists[table]
+	if !ok {
+		l = []string{table}
+		s.tableLists[table] = l
+	}
+	return l
 }
 
 // Leader reports whether f was the only fill of its key when it began.

@@ -50,7 +50,8 @@ const (
 // The label, database and table names are shared between entries, not
 // copied (see Begin), yet counted for every entry: a safe overestimate.
 // Each table name adds tableOverhead: its string header in the entry's
-// table list (16 bytes) and its slot in the table's index set.
+// table list (16 bytes; entries of one table share a list, tableList, so
+// for them this overestimates) and its slot in the table's index set.
 // A row entry (BeginRow) counts rowOverhead and its key's length instead
 // of a table's index slot: the row reference (32 bytes) and the key's slot
 // in its column's index (a string and a pointer).
@@ -122,6 +123,9 @@ type Store struct {
 	rowsBy  map[columnRef]uint64
 	rowGens *[rowSlots]uint64
 
+	// tableLists holds the one-table lists entries share (tableList).
+	tableLists map[string][]string
+
 	// flights maps a key to its leader fill while it runs.
 	flights map[string]*Fill
 
@@ -182,6 +186,7 @@ func New(cfg Config) *Store {
 		rowsBy:        make(map[columnRef]uint64),
 		rowGens:       new([rowSlots]uint64),
 		flights:       make(map[string]*Fill),
+		tableLists:    make(map[string][]string),
 		admission: admission{
 			fullBytes: int64(float64(cfg.MaxBytes) * fullAt),
 			seen:      new([admitSlots]atomic.Uint64),

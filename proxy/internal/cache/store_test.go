@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -602,5 +603,30 @@ func TestGetAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { s.Wait(miss) }); n != 0 {
 		t.Errorf("Wait: %v allocs, want 0", n)
+	}
+}
+
+// TestTablesNotRetained: the store keeps no caller's table list, whose
+// array the caller may reuse, and entries of one table share one list.
+func TestTablesNotRetained(t *testing.T) {
+	s := New(Config{})
+	for _, tables := range [][]string{{"t"}, {"a", "b"}} {
+		key := strings.Join(tables, ",")
+		put(t, s, item{key: key, db: "db", tables: tables, value: "v"})
+		want := slices.Clone(tables)
+		tables[0] = "reused"
+		e, _ := s.lru.Peek(s.hashKey([]byte(key)))
+		if !slices.Equal(e.tables, want) {
+			t.Errorf("%s: entry's tables %q after the caller's list changed; want %q", key, e.tables, want)
+		}
+	}
+	put(t, s, item{key: "t2", db: "db", tables: []string{"t"}, value: "v"})
+	one, _ := s.lru.Peek(s.hashKey([]byte("t")))
+	two, _ := s.lru.Peek(s.hashKey([]byte("t2")))
+	if unsafe.SliceData(one.tables) != unsafe.SliceData(two.tables) {
+		t.Errorf("two entries of table t hold lists of their own")
+	}
+	if n := s.InvalidateTable("db", "t"); n != 2 {
+		t.Errorf("InvalidateTable(t) removed %d entries; want 2", n)
 	}
 }
