@@ -13,8 +13,8 @@ import (
 func TestFactsReused(t *testing.T) {
 	pl := knownCatalog(t)
 	ctx := context.Background()
-	a1, _ := pl.analysis("SELECT v FROM t WHERE id = 1")
-	a2, reused := pl.analysis("SELECT v FROM t WHERE id = 2")
+	a1, _, _ := pl.analysis("SELECT v FROM t WHERE id = 1")
+	a2, _, reused := pl.analysis("SELECT v FROM t WHERE id = 2")
 	if !reused {
 		t.Fatal("the second text's analysis was not reused from the first's shape")
 	}

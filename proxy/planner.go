@@ -26,6 +26,10 @@ type plan struct {
 	digest   [cachepolicy.DigestSize]byte
 	label    string
 	analysis *cachepolicy.Analysis
+	// shape is the analysis of the shape sql's analysis was taken from
+	// (cachepolicy.Reuse), or is itself; nil if it is of no shape whose
+	// texts may share a decision (planner.decided).
+	shape *cachepolicy.Analysis
 	// decided is false until the catalog was consulted (only candidates
 	// are ever decided).
 	decided  bool
@@ -73,11 +77,10 @@ type planner struct {
 	// shared among them.
 	textRules bool
 	shapesMu  sync.Mutex // protects decided
-	// decided holds the decision made for a text of each shape, per
-	// database and epoch, by the address of the shape analysis's lists
-	// (which cachepolicy.Reuse shares among the shape's texts): another
-	// text of the shape takes it with its own row (Decision.ForRows)
-	// instead of deciding again. Emptied when it reaches maxDecided.
+	// decided holds the decision made for a text of each shape (plan.shape),
+	// per database and epoch: another text of the shape takes it with its
+	// own row (Decision.ForRows) instead of deciding again. Emptied when
+	// it reaches maxDecided and when an epoch changes.
 	decided map[shapeKey]shapeDecision
 }
 
@@ -86,15 +89,10 @@ type planner struct {
 type shapeKey struct {
 	db    string
 	epoch uint64
-	factsKey
+	shape *cachepolicy.Analysis
 }
 
-// shapeDecision is an entry of planner.decided. It holds the lists its
-// key points into, so that their memory cannot be reused for other lists
-// while the entry exists.
 type shapeDecision struct {
-	rels       []cachepolicy.RelRef
-	funcs      []string
 	decision   cachepolicy.Decision
 	writesOnly bool
 }
@@ -180,8 +178,9 @@ func (pl *planner) analyze(db, sql string) *plan {
 // build makes the plan for sql, which the plan cache lacks, and keeps it
 // there if admit says so.
 func (pl *planner) build(db, sql string) *plan {
-	a, reused := pl.analysis(sql)
+	a, shape, reused := pl.analysis(sql)
 	p := newPlan(sql, a)
+	p.shape = shape
 	p.transient = reused && !pl.admit(p.digest)
 	pl.keep(db, p)
 	return p
@@ -215,22 +214,24 @@ func newPlan(sql string, a *cachepolicy.Analysis) *plan {
 }
 
 // analysis analyzes sql, reusing the analysis of a text of the same shape
-// where the policy allows; reused reports that it did.
-func (pl *planner) analysis(sql string) (a *cachepolicy.Analysis, reused bool) {
+// where the policy allows; reused reports that it did. shape is the
+// analysis of sql's shape when other texts may reuse it, else nil.
+func (pl *planner) analysis(sql string) (a, shape *cachepolicy.Analysis, reused bool) {
 	sh, err := pl.shapeOf(sql)
 	if err != nil {
-		return cachepolicy.Analyze(sql), false
+		return cachepolicy.Analyze(sql), nil, false
 	}
-	if a, ok := pl.shapes.Get(sh.Hash); ok {
-		if b, ok := cachepolicy.Reuse(a, sh); ok {
-			return b, true
+	if known, ok := pl.shapes.Get(sh.Hash); ok {
+		if b, ok := cachepolicy.Reuse(known, sh); ok {
+			return b, known, true
 		}
 	}
 	a = cachepolicy.AnalyzeShape(sh)
 	if _, ok := cachepolicy.Reuse(a, sh); ok {
 		pl.shapes.Add(sh.Hash, a)
+		return a, a, false
 	}
-	return a, false
+	return a, nil, false
 }
 
 // shapeOf is cachepolicy.ShapeOf, respelling a text scanned before where
@@ -266,7 +267,7 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 		return p
 	}
 	a := p.analysis
-	np := &plan{sql: p.sql, digest: p.digest, label: p.label, analysis: a, decided: true, epoch: cur, transient: p.transient}
+	np := &plan{sql: p.sql, digest: p.digest, label: p.label, analysis: a, shape: p.shape, decided: true, epoch: cur, transient: p.transient}
 	if !a.Candidate {
 		np.decision = cachepolicy.Decision{Reason: a.Reason, Rule: -1}
 		if pl.streamed && (len(a.Writes) > 0 || len(a.Calls) > 0) && !a.InvalidateAll && !a.CatalogChange {
@@ -283,7 +284,9 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 		pl.keep(db, np)
 		return np
 	}
-	key, shared := pl.shapeKey(db, cur, a)
+	// Texts of one shape differ in constants only, which a rule on the
+	// text may tell apart.
+	key, shared := shapeKey{db, cur, p.shape}, p.shape != nil && !pl.textRules
 	if shared {
 		if sd, ok := pl.shapeDecision(key); ok {
 			np.decision = sd.decision.ForRows(a)
@@ -301,7 +304,7 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 	}
 	defer func() {
 		if shared {
-			pl.keepShapeDecision(key, a, np)
+			pl.keepShapeDecision(key, np)
 		}
 	}()
 	wa := withViews(a, facts)
@@ -324,15 +327,6 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 	return np
 }
 
-// shapeKey returns the key of a's decision in planner.decided, and
-// whether a decision may be shared among texts of a's shape at all.
-func (pl *planner) shapeKey(db string, epoch uint64, a *cachepolicy.Analysis) (shapeKey, bool) {
-	k := shapeKey{db, epoch, factsKey{unsafe.SliceData(a.Relations), len(a.Relations), unsafe.SliceData(a.Functions), len(a.Functions)}}
-	// Lists of no relation have no address of their own to tell shapes
-	// apart (an empty one may point where every empty one does).
-	return k, !pl.textRules && k.nrels > 0
-}
-
 func (pl *planner) shapeDecision(k shapeKey) (shapeDecision, bool) {
 	pl.shapesMu.Lock()
 	defer pl.shapesMu.Unlock()
@@ -340,15 +334,15 @@ func (pl *planner) shapeDecision(k shapeKey) (shapeDecision, bool) {
 	return sd, ok
 }
 
-// keepShapeDecision remembers p's decision, made for analysis a, for the
-// other texts of its shape.
-func (pl *planner) keepShapeDecision(k shapeKey, a *cachepolicy.Analysis, p *plan) {
+// keepShapeDecision remembers p's decision for the other texts of its
+// shape.
+func (pl *planner) keepShapeDecision(k shapeKey, p *plan) {
 	pl.shapesMu.Lock()
 	defer pl.shapesMu.Unlock()
 	if pl.decided == nil || len(pl.decided) >= maxDecided {
 		pl.decided = make(map[shapeKey]shapeDecision)
 	}
-	pl.decided[k] = shapeDecision{rels: a.Relations, funcs: a.Functions, decision: p.decision, writesOnly: p.writesOnly}
+	pl.decided[k] = shapeDecision{decision: p.decision, writesOnly: p.writesOnly}
 }
 
 // keep puts a decided plan in the shared plan cache unless it is transient.
