@@ -80,15 +80,6 @@ func (l *lruIndex) Values() []*entry {
 	return out
 }
 
-// Keys returns the entries' hashes, least recently used first.
-func (l *lruIndex) Keys() []uint64 {
-	out := make([]uint64, 0, len(l.m))
-	for e := l.root.lruPrev; e != &l.root; e = e.lruPrev {
-		out = append(out, e.hash)
-	}
-	return out
-}
-
 func (l *lruIndex) pushFront(e *entry) {
 	e.lruPrev, e.lruNext = &l.root, l.root.lruNext
 	l.root.lruNext.lruPrev = e

@@ -104,12 +104,14 @@ func checkInvariants(t testing.TB, s *Store) {
 
 	var sum int64
 	inLRU := make(map[*entry]bool)
-	for _, h := range s.lru.Keys() {
-		e, _ := s.lru.Peek(h)
+	for _, e := range s.lru.Values() {
+		if inLRU[e] {
+			t.Fatalf("entry %q twice in the LRU list", e.key)
+		}
 		inLRU[e] = true
 		sum += e.size
-		if e.hash != h {
-			t.Errorf("entry %q under hash %x, has hash %x", e.key, h, e.hash)
+		if got, _ := s.lru.Peek(e.hash); got != e {
+			t.Errorf("entry %q in the LRU list is not the entry of its hash %x", e.key, e.hash)
 		}
 		if want := s.hashKey([]byte(e.key)); e.hash != want {
 			t.Errorf("entry %q hash %x, key hashes to %x", e.key, e.hash, want)
@@ -213,6 +215,9 @@ func checkInvariants(t testing.TB, s *Store) {
 				}
 			}
 		}
+	}
+	if len(inLRU) != s.lru.Len() {
+		t.Errorf("LRU list holds %d entries, its map %d", len(inLRU), s.lru.Len())
 	}
 	if indexed != len(inLRU) {
 		t.Errorf("index holds %d entries, LRU %d", indexed, len(inLRU))
