@@ -246,7 +246,7 @@ func summarize(lags []time.Duration) string {
 func TestStalenessBound(t *testing.T) {
 	const maxLag = time.Second
 	pg, sc := startCache(t, nil)
-	lags := staleRun(t, pg, sc, 60*time.Second, pg.URL("postgres", "", "postgres"), nil)
+	lags := staleRun(t, pg, sc, 30*time.Second, pg.URL("postgres", "", "postgres"), nil)
 	t.Logf("direct writers: %s", summarize(lags))
 	if m := percentile(lags, 1); m > maxLag {
 		t.Errorf("a read was %v behind a committed write; the bound is max_lag (%v)", m, maxLag)
