@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/jackc/pgx/v5"
 
@@ -44,35 +43,7 @@ type dbCatalog struct {
 	epoch       uint64              // planner epoch the cached facts belong to
 	rels        map[string]relFacts // by relation name
 	funcs       map[string][]cachepolicy.FuncInfo
-	// assembled holds facts already put together for an analysis's lists
-	// of relations and functions, by their addresses: the analyses of
-	// texts of one shape share those lists (cachepolicy.Reuse), so a
-	// text of a known shape finds its facts without building them again.
-	// Emptied with rels, and when it reaches maxAssembled.
-	assembled map[factsKey]assembledFacts
 }
-
-// factsKey identifies an analysis's relation and function lists by
-// address and length.
-type factsKey struct {
-	rels   *cachepolicy.RelRef
-	nrels  int
-	funcs  *string
-	nfuncs int
-}
-
-// assembledFacts is an entry of dbCatalog.assembled. It holds the lists
-// its key points into, so that their memory cannot be reused for other
-// lists while the entry exists.
-type assembledFacts struct {
-	rels   []cachepolicy.RelRef
-	funcs  []string
-	facts  cachepolicy.Facts
-	reason string
-}
-
-// maxAssembled bounds dbCatalog.assembled.
-const maxAssembled = 4096
 
 // relFacts is what the catalog says about one relation name, in every
 // schema, with what is needed of the relations behind it if it is a view.
@@ -128,11 +99,6 @@ func (c *catalog) facts(ctx context.Context, db string, epoch uint64, a *cachepo
 		d.epoch = epoch
 		d.rels = make(map[string]relFacts)
 		d.funcs = make(map[string][]cachepolicy.FuncInfo)
-		d.assembled = nil
-	}
-	key := factsKey{unsafe.SliceData(a.Relations), len(a.Relations), unsafe.SliceData(a.Functions), len(a.Functions)}
-	if af, ok := d.assembled[key]; ok && key.rels != nil {
-		return af.facts, af.reason, nil
 	}
 	if time.Now().Before(d.failedUntil) {
 		return cachepolicy.Facts{}, "", d.failed
@@ -145,12 +111,6 @@ func (c *catalog) facts(ctx context.Context, db string, epoch uint64, a *cachepo
 	}
 	d.retry = 0
 	f, reason := d.assemble(a)
-	if key.rels != nil {
-		if d.assembled == nil || len(d.assembled) >= maxAssembled {
-			d.assembled = make(map[factsKey]assembledFacts)
-		}
-		d.assembled[key] = assembledFacts{rels: a.Relations, funcs: a.Functions, facts: f, reason: reason}
-	}
 	return f, reason, nil
 }
 
@@ -211,8 +171,8 @@ func (d *dbCatalog) knowsFuncs(names []string) bool {
 
 // assemble builds the policy's Facts for a from the cache.
 //
-// The facts may be handed to many callers (dbCatalog.assembled): nothing
-// may change them, and they share no array that anything appends to.
+// The facts share slices with the cache: nothing may change them, and
+// they share no array that anything appends to.
 func (d *dbCatalog) assemble(a *cachepolicy.Analysis) (cachepolicy.Facts, string) {
 	f := cachepolicy.Facts{
 		Relations: make(map[string][]cachepolicy.RelInfo),
