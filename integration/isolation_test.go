@@ -256,16 +256,18 @@ func TestCacheRulesAndAdmin(t *testing.T) {
 		t.Errorf("reports after POST /cache/invalidate = %d; want 2", v)
 	}
 
-	for _, tc := range []struct{ sql, want string }{
-		{`SELECT v FROM reports`, "cacheable: yes"},
-		{`SELECT v FROM audit_log`, "rule"},
-		{`SELECT now()`, "cacheable: no"},
-		{`SELECT v FROM board FOR UPDATE`, "FOR UPDATE"},
-		{`UPDATE board SET v = 3`, "writes:    board"},
+	// A statement that is not cached has no TTL to show.
+	for _, tc := range []struct{ sql, want, absent string }{
+		{`SELECT v FROM reports`, "cacheable: yes", ""},
+		{`SELECT v FROM board`, "ttl:       300ms", ""},
+		{`SELECT v FROM audit_log`, "rule", "ttl:"},
+		{`SELECT now()`, "cacheable: no", "ttl:"},
+		{`SELECT v FROM board FOR UPDATE`, "FOR UPDATE", "ttl:"},
+		{`UPDATE board SET v = 3`, "writes:    board", "ttl:"},
 	} {
 		out, code := RunSqlcache(t, "explain", "--config", sc.ConfigFile, "--database", "postgres", tc.sql)
-		if code != 0 || !strings.Contains(out, tc.want) {
-			t.Errorf("explain %q: exit %d, output:\n%s\nwant it to contain %q", tc.sql, code, out, tc.want)
+		if code != 0 || !strings.Contains(out, tc.want) || (tc.absent != "" && strings.Contains(out, tc.absent)) {
+			t.Errorf("explain %q: exit %d, output:\n%s\nwant it to contain %q and not %q", tc.sql, code, out, tc.want, tc.absent)
 		}
 	}
 }

@@ -123,9 +123,11 @@ type Explanation struct {
 	// stream keeps the cache current: whether the writing session's next
 	// cache read waits for the stream, which alone sees what triggers,
 	// rules and user functions change.
-	OwnWriteWait *bool  `json:"own_write_wait,omitempty"`
-	TTL          string `json:"ttl"`
-	Rule         int    `json:"rule"`
+	OwnWriteWait *bool `json:"own_write_wait,omitempty"`
+	// TTL is how long a cached answer lives: a duration, or "until
+	// invalidated"; empty when the statement is not cached.
+	TTL  string `json:"ttl,omitempty"`
+	Rule int    `json:"rule"`
 }
 
 func (p *Proxy) serveExplain(w http.ResponseWriter, r *http.Request) {
@@ -141,12 +143,16 @@ func (p *Proxy) serveExplain(w http.ResponseWriter, r *http.Request) {
 func (p *Proxy) Explain(ctx context.Context, db, sql string) Explanation {
 	pl := p.planner.decide(ctx, db, newPlan(sql, cachepolicy.Analyze(sql)))
 	d := pl.decision
-	e := Explanation{Cacheable: d.Cacheable, Reason: d.Reason, Tables: d.Tables, Writes: pl.analysis.Writes, Rule: d.Rule, TTL: "until invalidated"}
+	e := Explanation{Cacheable: d.Cacheable, Reason: d.Reason, Tables: d.Tables, Writes: pl.analysis.Writes, Rule: d.Rule}
 	if !p.cacheEnabled {
 		e.Cacheable, e.Reason = false, "cache.enabled is false"
 	}
-	if d.TTL > 0 {
+	switch {
+	case !e.Cacheable:
+	case d.TTL > 0:
 		e.TTL = d.TTL.String()
+	default:
+		e.TTL = "until invalidated"
 	}
 	if r := d.Row; r != nil {
 		e.Row = rowText(*r)

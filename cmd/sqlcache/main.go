@@ -309,8 +309,11 @@ reason, the tables its answer depends on, and its TTL.`,
 			return &exitError{code: 1, err: fmt.Errorf("admin API: %w", err)}
 		}
 		yes := map[bool]string{true: "yes", false: "no"}[e.Cacheable]
-		fmt.Fprintf(stdout, "cacheable: %s\nreason:    %s\ntables:    %s\nttl:       %s\n",
-			yes, e.Reason, strings.Join(e.Tables, ", "), e.TTL)
+		fmt.Fprintf(stdout, "cacheable: %s\nreason:    %s\ntables:    %s\n",
+			yes, e.Reason, strings.Join(e.Tables, ", "))
+		if e.TTL != "" {
+			fmt.Fprintf(stdout, "ttl:       %s\n", e.TTL)
+		}
 		if len(e.Writes) > 0 {
 			fmt.Fprintf(stdout, "writes:    %s\n", strings.Join(e.Writes, ", "))
 		}
