@@ -48,7 +48,8 @@ type Analysis struct {
 	InvalidateAll bool
 	// CatalogChange is set for DDL (CREATE, ALTER, DROP, RENAME, GRANT,
 	// REVOKE, REFRESH, policies, rules, triggers) and with InvalidateAll:
-	// catalog facts cached for the database are stale.
+	// catalog facts cached for the database are stale. Not for creating a
+	// temporary relation, which no other session sees.
 	CatalogChange bool
 	// Calls are the functions any of the statements calls (last name
 	// element), sorted, deduplicated: code a write may run.

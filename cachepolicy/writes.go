@@ -18,7 +18,7 @@ func (a *Analysis) changes(stmt *pg_query.Node, dml []string) {
 	case *pg_query.Node_SelectStmt:
 		// Data-modifying CTEs; SELECT INTO creates a table.
 		a.Writes = append(a.Writes, dml...)
-		if into := s.SelectStmt.GetIntoClause(); into != nil {
+		if into := s.SelectStmt.GetIntoClause(); into != nil && !isTemp(into.GetRel()) {
 			a.Writes = appendRel(a.Writes, into.GetRel())
 			a.CatalogChange = true
 		}
@@ -59,9 +59,28 @@ func (a *Analysis) changes(stmt *pg_query.Node, dml []string) {
 			a.invalidateAll()
 			return
 		}
+		if onlyTemp(stmt, rels) {
+			// Its query's DML targets, if any, were written.
+			a.Writes = append(a.Writes, dml...)
+			return
+		}
 		a.Writes = append(a.Writes, rels...)
 		a.CatalogChange = true
 	}
+}
+
+// onlyTemp reports whether stmt creates a temporary relation and touches
+// no other (rels, from ddlRelations). Only the creating session sees a
+// temporary relation, and it stops answering from the cache when it
+// creates one (SessionEffect CreateTemp): no cached answer can depend on
+// the new relation, and what is cached about the catalog stays true for
+// every other session, so a workload that creates temporary tables
+// neither drops the answers of a permanent table of the same name nor
+// makes every session plan again. A temporary table that inherits from a
+// permanent one changes that one's facts.
+func onlyTemp(stmt *pg_query.Node, rels []string) bool {
+	rv := createdRelation(stmt)
+	return isTemp(rv) && len(rels) == 1 && rels[0] == rv.GetRelname()
 }
 
 func (a *Analysis) invalidateAll() {

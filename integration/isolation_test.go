@@ -150,17 +150,28 @@ func TestCacheNeverLeaks(t *testing.T) {
 	})
 	t.Run("temp_table_shadows", func(t *testing.T) {
 		c := connect(t, sc.URL("app", "", "postgres"))
+		other := connect(t, sc.URL("app", "", "postgres", "search_path=a"))
 		if _, err := c.Exec(t.Context(), `SET search_path TO a`); err != nil {
 			t.Fatal(err)
 		}
 		twice(t, c, `SELECT v FROM t`, "from a")
+		twice(t, other, `SELECT v FROM t`, "from a")
 		if _, err := c.Exec(t.Context(), `CREATE TEMP TABLE t (v text)`); err != nil {
 			t.Fatal(err)
+		}
+		// Another session cannot see the temporary table: its a.t is
+		// still what it reads, and still a cache hit (no planning again
+		// for a catalog change that is not its own).
+		hits := metricValue(t, sc, "sqlcache_cache_hits_total")
+		twice(t, other, `SELECT v FROM t`, "from a")
+		if got := metricValue(t, sc, "sqlcache_cache_hits_total") - hits; got != 2 {
+			t.Errorf("another session's two reads after a CREATE TEMP TABLE: %v cache hits; want 2", got)
 		}
 		if _, err := c.Exec(t.Context(), `INSERT INTO t VALUES ('from temp')`); err != nil {
 			t.Fatal(err)
 		}
 		twice(t, c, `SELECT v FROM t`, "from temp")
+		twice(t, other, `SELECT v FROM t`, "from a")
 	})
 }
 
