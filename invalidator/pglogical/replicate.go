@@ -236,11 +236,12 @@ func (r *replication) advance(lsn uint64) {
 	}
 }
 
-// reached publishes a completed heartbeat.
+// reached publishes a completed heartbeat. The last error is cleared
+// first, so that whoever sees the stream fresh sees no error with it.
 func (r *replication) reached(t0 time.Time) {
+	r.s.caughtUp()
 	r.s.setFresh(t0)
 	r.wasFresh = true
-	r.s.caughtUp()
 }
 
 // tick is the periodic heartbeat: start one, or if some are pending, ask
