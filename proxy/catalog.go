@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"slices"
 	"strconv"
@@ -21,7 +22,8 @@ import (
 // (postgres.service_dsn) to each database clients use.
 //
 // Lookups happen only when a statement is first planned, never on a hit.
-// One connection per database serves them one at a time.
+// One connection per database serves them one at a time; a statement
+// whose names were looked up before does not wait for them.
 type catalog struct {
 	dsn string // postgres.service_dsn; "" means no lookups are possible
 	log *slog.Logger
@@ -31,8 +33,16 @@ type catalog struct {
 }
 
 type dbCatalog struct {
-	mu   sync.Mutex // protects the fields below; held across lookups (one at a time)
-	conn *pgx.Conn
+	// lookupMu is held across a lookup, so that lookups run one at a time
+	// on conn; it protects conn. A statement whose names are all known
+	// never waits for it.
+	lookupMu sync.Mutex
+	conn     *pgx.Conn
+
+	// mu protects the fields below and is never held across I/O. They
+	// change only under lookupMu as well, so a lookup reads them without
+	// mu.
+	mu sync.Mutex
 	// failedUntil: the last lookup failed; until then lookups fail at
 	// once with failed, so that an unreachable catalog does not hold up
 	// every statement for the lookup timeout. retry is the current delay,
@@ -65,12 +75,12 @@ func (c *catalog) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, d := range c.dbs {
-		d.mu.Lock()
+		d.lookupMu.Lock()
 		if d.conn != nil {
 			d.conn.Close(context.Background())
 			d.conn = nil
 		}
-		d.mu.Unlock()
+		d.lookupMu.Unlock()
 	}
 }
 
@@ -93,37 +103,82 @@ func (c *catalog) facts(ctx context.Context, db string, epoch uint64, a *cachepo
 		return cachepolicy.Facts{}, "", fmt.Errorf("postgres.service_dsn is not set")
 	}
 	d := c.db(db)
+	if f, reason, ok := d.known(epoch, a); ok {
+		return f, reason, nil
+	}
+	d.lookupMu.Lock()
+	defer d.lookupMu.Unlock()
+	// The lookup this one waited for may have found a's names.
+	if f, reason, ok := d.known(epoch, a); ok {
+		return f, reason, nil
+	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.epoch != epoch || d.rels == nil {
 		d.epoch = epoch
 		d.rels = make(map[string]relFacts)
 		d.funcs = make(map[string][]cachepolicy.FuncInfo)
 	}
+	var failed error
 	if time.Now().Before(d.failedUntil) {
-		return cachepolicy.Facts{}, "", d.failed
+		failed = d.failed
 	}
-	if err := c.fill(ctx, d, db, a); err != nil {
+	d.mu.Unlock()
+	if failed != nil {
+		return cachepolicy.Facts{}, "", failed
+	}
+	rels, funcs, err := c.fill(ctx, d, db, a)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err != nil {
 		d.retry = min(max(2*d.retry, catalogRetryMin), catalogRetryMax)
 		d.failedUntil = time.Now().Add(d.retry)
 		d.failed = fmt.Errorf("%w (retried after %v)", err, d.retry)
 		return cachepolicy.Facts{}, "", err
 	}
 	d.retry = 0
+	maps.Copy(d.rels, rels)
+	maps.Copy(d.funcs, funcs)
 	f, reason := d.assemble(a)
 	return f, reason, nil
 }
 
-// fill looks up the names of a that are not known yet.
-func (c *catalog) fill(ctx context.Context, d *dbCatalog, db string, a *cachepolicy.Analysis) error {
-	var rels, funcs []string
+// known returns a's facts if every name a needs was looked up before in
+// this epoch.
+func (d *dbCatalog) known(epoch uint64, a *cachepolicy.Analysis) (cachepolicy.Facts, string, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.epoch != epoch || d.rels == nil {
+		return cachepolicy.Facts{}, "", false
+	}
 	for _, r := range a.Relations {
-		if _, ok := d.rels[r.Name]; !ok {
-			rels = append(rels, r.Name)
+		rf, ok := d.rels[r.Name]
+		if !ok || !d.knowsFuncs(rf.funcs) {
+			return cachepolicy.Facts{}, "", false
 		}
 	}
-	if len(rels) == 0 && d.knowsFuncs(a.Functions) {
-		return nil
+	if !d.knowsFuncs(a.Functions) {
+		return cachepolicy.Facts{}, "", false
+	}
+	f, reason := d.assemble(a)
+	return f, reason, true
+}
+
+// fill looks up the names of a that are not known yet and returns what
+// it found, for the caller to add under d.mu. The caller holds
+// d.lookupMu.
+func (c *catalog) fill(ctx context.Context, d *dbCatalog, db string, a *cachepolicy.Analysis) (map[string]relFacts, map[string][]cachepolicy.FuncInfo, error) {
+	var names []string
+	for _, r := range a.Relations {
+		if _, ok := d.rels[r.Name]; !ok {
+			names = append(names, r.Name)
+		}
+	}
+	funcs := slices.Clone(a.Functions)
+	for _, r := range a.Relations {
+		funcs = append(funcs, d.rels[r.Name].funcs...)
+	}
+	if len(names) == 0 && d.knowsFuncs(funcs) {
+		return nil, nil, nil
 	}
 	// The timeout only where a lookup is made: a context with a deadline
 	// costs a timer, which a statement of a known shape need not pay.
@@ -131,17 +186,17 @@ func (c *catalog) fill(ctx context.Context, d *dbCatalog, db string, a *cachepol
 	defer cancel()
 	conn, err := c.connect(ctx, d, db)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	if err := d.lookup(ctx, conn, rels); err != nil {
+	rels := make(map[string]relFacts)
+	if err := lookup(ctx, conn, names, rels); err != nil {
 		// The connection may be broken; start afresh next time.
 		conn.Close(context.Background())
 		d.conn = nil
-		return err
+		return nil, nil, err
 	}
-	funcs = append(funcs, a.Functions...)
-	for _, r := range a.Relations {
-		funcs = append(funcs, d.rels[r.Name].funcs...)
+	for _, rf := range rels {
+		funcs = append(funcs, rf.funcs...)
 	}
 	var missing []string
 	for _, f := range funcs {
@@ -149,15 +204,16 @@ func (c *catalog) fill(ctx context.Context, d *dbCatalog, db string, a *cachepol
 			missing = append(missing, f)
 		}
 	}
+	found := make(map[string][]cachepolicy.FuncInfo)
 	if len(missing) == 0 {
-		return nil
+		return rels, found, nil
 	}
-	if err := lookupFunctions(ctx, conn, missing, d.funcs); err != nil {
+	if err := lookupFunctions(ctx, conn, missing, found); err != nil {
 		conn.Close(context.Background())
 		d.conn = nil
-		return err
+		return nil, nil, err
 	}
-	return nil
+	return rels, found, nil
 }
 
 func (d *dbCatalog) knowsFuncs(names []string) bool {
@@ -203,8 +259,9 @@ func (d *dbCatalog) assemble(a *cachepolicy.Analysis) (cachepolicy.Facts, string
 }
 
 // lookup asks the catalog about relation names, the views among them,
-// the relations those views read and the views' own definitions.
-func (d *dbCatalog) lookup(ctx context.Context, conn *pgx.Conn, names []string) error {
+// the relations those views read and the views' own definitions, and adds
+// what it finds to rels.
+func lookup(ctx context.Context, conn *pgx.Conn, names []string, rels map[string]relFacts) error {
 	if len(names) == 0 {
 		return nil
 	}
@@ -214,16 +271,16 @@ func (d *dbCatalog) lookup(ctx context.Context, conn *pgx.Conn, names []string) 
 		return err
 	}
 	for _, n := range names {
-		d.rels[n] = relFacts{infos: found[n]}
+		rels[n] = relFacts{infos: found[n]}
 	}
 	if len(views) == 0 {
 		return nil
 	}
-	return d.lookupViews(ctx, conn, views)
+	return lookupViews(ctx, conn, views, rels)
 }
 
 // lookupViews attaches to each view name what its views read and call.
-func (d *dbCatalog) lookupViews(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef) error {
+func lookupViews(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef, rels map[string]relFacts) error {
 	oids := make([]uint32, 0, len(views))
 	for oid := range views {
 		oids = append(oids, oid)
@@ -261,7 +318,7 @@ func (d *dbCatalog) lookupViews(ctx context.Context, conn *pgx.Conn, views map[u
 	}
 	for _, b := range bases {
 		v := views[b.view]
-		rf := d.rels[v.name]
+		rf := rels[v.name]
 		rf.bases = append(rf.bases, b.base)
 		ri := &rf.infos[v.index]
 		ri.Base = append(ri.Base, b.base.Name)
@@ -269,18 +326,18 @@ func (d *dbCatalog) lookupViews(ctx context.Context, conn *pgx.Conn, views map[u
 			ri.Base = append(ri.Base, b.base.Root)
 		}
 		ri.Base = append(ri.Base, b.family...)
-		d.rels[v.name] = rf
+		rels[v.name] = rf
 		if b.base.Kind == 'v' {
 			defs[b.view] = append(defs[b.view], b.oid)
 		}
 	}
-	return d.lookupViewDefs(ctx, conn, views, defs)
+	return lookupViewDefs(ctx, conn, views, defs, rels)
 }
 
 // lookupViewDefs parses each view's definition, for the functions it calls
 // (pinned built-ins like now() are absent from pg_depend) and anything
 // else that makes it uncacheable.
-func (d *dbCatalog) lookupViewDefs(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef, defs map[uint32][]uint32) error {
+func lookupViewDefs(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef, defs map[uint32][]uint32, rels map[string]relFacts) error {
 	var all []uint32
 	for _, oids := range defs {
 		all = append(all, oids...)
@@ -305,7 +362,7 @@ func (d *dbCatalog) lookupViewDefs(ctx context.Context, conn *pgx.Conn, views ma
 	}
 	for view, oids := range defs {
 		v := views[view]
-		rf := d.rels[v.name]
+		rf := rels[v.name]
 		for _, oid := range oids {
 			a := analyses[oid]
 			if a == nil {
@@ -316,7 +373,7 @@ func (d *dbCatalog) lookupViewDefs(ctx context.Context, conn *pgx.Conn, views ma
 			}
 			rf.funcs = append(rf.funcs, a.Functions...)
 		}
-		d.rels[v.name] = rf
+		rels[v.name] = rf
 	}
 	return nil
 }
@@ -466,7 +523,17 @@ func lookupFunctions(ctx context.Context, conn *pgx.Conn, names []string, funcs 
 		fi.Volatility = vol[0]
 		funcs[fi.Name] = append(funcs[fi.Name], fi)
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// A name no function has is known too (as nothing), so that it is
+	// not looked up again for every statement that calls it.
+	for _, n := range names {
+		if _, ok := funcs[n]; !ok {
+			funcs[n] = nil
+		}
+	}
+	return nil
 }
 
 // lookupTimeout bounds one planning lookup; a statement whose facts cannot

@@ -3,6 +3,9 @@ package proxy
 import (
 	"context"
 	"testing"
+	"time"
+
+	"github.com/sqlcache/sqlcache/cachepolicy"
 )
 
 // TestFactsEpoch: the catalog's facts hold for their epoch; a new epoch
@@ -22,5 +25,36 @@ func TestFactsEpoch(t *testing.T) {
 	// cannot be reached.
 	if _, _, err := pl.catalog.facts(ctx, "db", 1, a); err == nil {
 		t.Errorf("facts in a new epoch came from the old epoch's")
+	}
+}
+
+// TestFactsKnownDoNotWait: while a lookup is in flight (one that a slow or
+// unreachable catalog can hold for lookupTimeout), a statement whose names
+// were all looked up before gets its facts without waiting for it.
+func TestFactsKnownDoNotWait(t *testing.T) {
+	pl := knownCatalog(t)
+	d := pl.catalog.db("db")
+	d.lookupMu.Lock() // a lookup in flight
+	defer d.lookupMu.Unlock()
+	a, _, _ := pl.analysis("SELECT v FROM t WHERE id = 1")
+	type result struct {
+		f   cachepolicy.Facts
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		f, _, err := pl.catalog.facts(t.Context(), "db", 0, a)
+		done <- result{f, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatalf("facts: %v", r.err)
+		}
+		if got := r.f.Relations["t"]; len(got) != 1 || got[0].Key != "id" {
+			t.Errorf("facts.Relations[t] = %+v, want the table's one RelInfo", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("facts of known names waited for the lookup in flight")
 	}
 }
