@@ -201,7 +201,11 @@ func TestPgx(t *testing.T) {
 	})
 }
 
+// pgCode returns err's SQLSTATE, its text if it has none, or "" for nil.
 func pgCode(err error) string {
+	if err == nil {
+		return ""
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return pgErr.Code

@@ -321,3 +321,106 @@ func TestStampede(t *testing.T) {
 		t.Errorf("misses = %v, stampede waits = %v; want about 1 and %d\n%s", misses, waits, n-1, cacheMetrics(t, sc))
 	}
 }
+
+// TestAccessChangedBehindSqlcache: privileges and role settings changed
+// directly on the database, where sqlcache cannot see the DDL (it is not in
+// the change stream), drop the answers cached under the old ones within
+// cache.catalog_check; DDL that changes no one's access does not.
+func TestAccessChangedBehindSqlcache(t *testing.T) {
+	pg, sc := startCache(t, map[string]any{"cache": map[string]any{"catalog_check": "200ms"}})
+	for _, stmt := range []string{
+		`CREATE SCHEMA a`, `CREATE SCHEMA b`,
+		`CREATE TABLE a.t (v text)`, `CREATE TABLE b.t (v text)`,
+		`INSERT INTO a.t VALUES ('from a')`, `INSERT INTO b.t VALUES ('from b')`,
+		`GRANT USAGE ON SCHEMA a, b TO app`, `GRANT SELECT ON a.t, b.t TO app`,
+		`CREATE TABLE secret (id int PRIMARY KEY, v text)`,
+		`INSERT INTO secret VALUES (1, 'hidden')`,
+		`GRANT SELECT ON secret TO app`,
+		`CREATE TABLE pub (v text)`, `INSERT INTO pub VALUES ('open')`,
+		`GRANT SELECT ON pub TO PUBLIC`,
+		`ALTER ROLE app SET search_path = a, public`,
+	} {
+		pg.Exec(t, stmt)
+	}
+	waitApplied(t, sc)
+	hits := func() float64 { return metricValue(t, sc, "sqlcache_cache_hits_total") }
+	// read runs q on conn; a read that is not a hit is an error here.
+	read := func(t *testing.T, conn *pgx.Conn, q string) (string, error) {
+		t.Helper()
+		var v string
+		err := conn.QueryRow(t.Context(), q).Scan(&v)
+		return v, err
+	}
+	cached := func(t *testing.T, conn *pgx.Conn, q, want string) {
+		t.Helper()
+		for i := range 2 {
+			h := hits()
+			v, err := read(t, conn, q)
+			if err != nil || v != want {
+				t.Fatalf("%s = %q, %v; want %q", q, v, err, want)
+			}
+			if i == 1 && hits()-h != 1 {
+				t.Fatalf("%s the second time was not a cache hit", q)
+			}
+		}
+	}
+	// eventually polls until check passes, for up to 50 checks.
+	eventually := func(t *testing.T, what string, check func() (string, bool)) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got, ok := check()
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: still %s after 10s (catalog_check is 200ms)", what, got)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	t.Run("unrelated_ddl", func(t *testing.T) {
+		app := connect(t, sc.URL("app", "", "postgres"))
+		cached(t, app, `SELECT v FROM pub`, "open")
+		pg.Exec(t, `CREATE TABLE unrelated (x int)`)
+		pg.Exec(t, `ANALYZE pub`)
+		pg.Exec(t, `TRUNCATE unrelated`)
+		waitApplied(t, sc)
+		// Several checks run meanwhile; none may drop pub's answer.
+		time.Sleep(time.Second)
+		h := hits()
+		if v, err := read(t, app, `SELECT v FROM pub`); err != nil || v != "open" {
+			t.Fatalf("pub = %q, %v", v, err)
+		}
+		if hits()-h != 1 {
+			t.Errorf("creating, analyzing and truncating other tables dropped pub's cached answer")
+		}
+	})
+	t.Run("revoke", func(t *testing.T) {
+		app := connect(t, sc.URL("app", "", "postgres"))
+		const q = `SELECT v FROM secret WHERE id = 1`
+		cached(t, app, q, "hidden")
+		pg.Exec(t, `REVOKE SELECT ON secret FROM app`)
+		eventually(t, "after REVOKE on the database", func() (string, bool) {
+			v, err := read(t, app, q)
+			return fmt.Sprintf("%q, %v", v, err), pgCode(err) == "42501"
+		})
+		if n := metricValue(t, sc, `sqlcache_cache_invalidations_total{cause="catalog"}`); n < 1 {
+			t.Errorf("sqlcache_cache_invalidations_total{cause=\"catalog\"} = %v; want at least 1", n)
+		}
+	})
+	t.Run("role_search_path", func(t *testing.T) {
+		// ALTER ROLE … SET applies to sessions that start later; nothing
+		// of it reaches sqlcache (search_path is not reported).
+		app := connect(t, sc.URL("app", "", "postgres"))
+		cached(t, app, `SELECT v FROM t`, "from a")
+		pg.Exec(t, `ALTER ROLE app SET search_path = b, public`)
+		eventually(t, "a new session after ALTER ROLE app SET search_path = b", func() (string, bool) {
+			c := connect(t, sc.URL("app", "", "postgres"))
+			defer c.Close(t.Context())
+			v, err := read(t, c, `SELECT v FROM t`)
+			return fmt.Sprintf("%q, %v", v, err), err == nil && v == "from b"
+		})
+	})
+}

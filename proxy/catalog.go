@@ -28,6 +28,11 @@ type catalog struct {
 	dsn string // postgres.service_dsn; "" means no lookups are possible
 	log *slog.Logger
 
+	// accessChanged drops database db's cached answers: who may read
+	// what there may have changed (checkAccess), for the reason why;
+	// failed if a check failed. Called with the database's lookupMu held.
+	accessChanged func(db, why string, failed bool)
+
 	mu  sync.Mutex // protects dbs
 	dbs map[string]*dbCatalog
 }
@@ -38,6 +43,10 @@ type dbCatalog struct {
 	// never waits for it.
 	lookupMu sync.Mutex
 	conn     *pgx.Conn
+	// access is what the last access check read (checkAccess);
+	// accessLost: a check failed since. Protected by lookupMu.
+	access     *access
+	accessLost bool
 
 	// mu protects the fields below and is never held across I/O. They
 	// change only under lookupMu as well, so a lookup reads them without
@@ -68,7 +77,7 @@ type relFacts struct {
 }
 
 func newCatalog(dsn string, log *slog.Logger) *catalog {
-	return &catalog{dsn: dsn, log: log, dbs: make(map[string]*dbCatalog)}
+	return &catalog{dsn: dsn, log: log, dbs: make(map[string]*dbCatalog), accessChanged: func(string, string, bool) {}}
 }
 
 func (c *catalog) close() {
@@ -378,6 +387,9 @@ func lookupViewDefs(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRe
 	return nil
 }
 
+// connect returns d's service connection, opening it if need be; a new
+// connection checks the database's access fingerprint first. The caller
+// holds d.lookupMu.
 func (c *catalog) connect(ctx context.Context, d *dbCatalog, db string) (*pgx.Conn, error) {
 	if d.conn != nil && !d.conn.IsClosed() {
 		return d.conn, nil
@@ -391,7 +403,13 @@ func (c *catalog) connect(ctx context.Context, d *dbCatalog, db string) (*pgx.Co
 	// Names are resolved in every schema, whatever the search_path.
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("service connection to database %q: %w", db, err)
+		err = fmt.Errorf("service connection to database %q: %w", db, err)
+		c.accessLost(d, db, err)
+		return nil, err
+	}
+	if err := c.checkAccess(ctx, d, db, conn); err != nil {
+		conn.Close(context.Background())
+		return nil, err
 	}
 	d.conn = conn
 	return conn, nil

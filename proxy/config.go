@@ -95,10 +95,11 @@ type CacheConfig struct {
 	// Rules override the TTL or forbid caching per table or query; the
 	// first match wins.
 	Rules []cachepolicy.Rule
-	// PlanRefresh is how often decisions are re-checked against the
-	// catalog, to notice schema changes made behind sqlcache's back. If
-	// zero, 30 seconds.
-	PlanRefresh time.Duration
+	// CatalogCheck is how often decisions are re-checked against the
+	// catalog, to notice schema changes made behind sqlcache's back, and
+	// each database's access (privileges, row security, roles, role
+	// settings) is compared with the last check. If zero, 30 seconds.
+	CatalogCheck time.Duration
 }
 
 // DefaultMaxMessageBytes is the default of Config.MaxMessageBytes.
@@ -124,8 +125,8 @@ func (c *Config) withDefaults() Config {
 	if out.Cache.MaxEntryBytes <= 0 {
 		out.Cache.MaxEntryBytes = 1 << 20
 	}
-	if out.Cache.PlanRefresh <= 0 {
-		out.Cache.PlanRefresh = 30 * time.Second
+	if out.Cache.CatalogCheck <= 0 {
+		out.Cache.CatalogCheck = 30 * time.Second
 	}
 	if out.Invalidation.Mode == "" {
 		out.Invalidation.Mode = InvalidationLogical

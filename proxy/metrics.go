@@ -97,11 +97,11 @@ func newMetrics() *metrics {
 	})
 	m.invalidations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sqlcache_cache_invalidated_entries_total",
-		Help: "Cached entries dropped by invalidation, by cause: write, unclassified, admin.",
+		Help: "Cached entries dropped by invalidation, by cause: write, unclassified, admin, stream, stream_reset, catalog.",
 	}, []string{"cause"})
 	m.invalidationEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sqlcache_cache_invalidations_total",
-		Help: "Invalidating events, by cause: write, unclassified, admin.",
+		Help: "Invalidating events, by cause: write, unclassified, admin, stream, stream_reset, catalog.",
 	}, []string{"cause"})
 	m.evictions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sqlcache_cache_evictions_total",

@@ -90,6 +90,7 @@ func New(cfg Config) (*Proxy, error) {
 	})
 	p.metrics.registerStore(p.store)
 	p.catalog = newCatalog(c.ServiceDSN, c.Logger)
+	p.catalog.accessChanged = p.accessChanged
 	p.planner = newPlanner(p.catalog, c.Cache.Rules, c.Cache.DefaultTTL)
 	if c.Cache.Enabled && c.ServiceDSN == "" {
 		p.log.Warn("cache.enabled is true but postgres.service_dsn is empty: sqlcache cannot look up the catalog, so nothing will be cached")
@@ -108,15 +109,30 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("proxy: Config.Invalidation.Mode: unknown mode %q (want logical or none)", c.Invalidation.Mode)
 	}
 	p.bg.Add(1)
-	go p.refreshPlans(c.Cache.PlanRefresh)
+	go p.refreshPlans(c.Cache.CatalogCheck)
 	return p, nil
 }
 
 // refreshPlans makes cached decisions stale every interval, so that schema
 // changes made behind sqlcache's back (a view redefined, a function's
-// volatility changed) are seen within that time.
+// volatility changed) are seen within that time, and checks each
+// database's access fingerprint (checkAccess), so that privileges, row
+// security, roles and role settings changed behind its back drop the
+// answers cached under the old ones within that time too.
 func (p *Proxy) refreshPlans(every time.Duration) {
 	defer p.bg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		// A check in progress ends with Close.
+		select {
+		case <-p.closeCh:
+			cancel()
+		case <-stop:
+		}
+	}()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -125,8 +141,23 @@ func (p *Proxy) refreshPlans(every time.Duration) {
 			return
 		case <-t.C:
 			p.planner.forgetAll()
+			p.catalog.checkAllAccess(ctx)
 		}
 	}
+}
+
+// accessChanged drops database db's cached answers after its access
+// fingerprint changed or could not be checked.
+func (p *Proxy) accessChanged(db, why string, failed bool) {
+	n := p.store.InvalidateDB(db)
+	p.planner.forget(db)
+	p.metrics.invalidations.WithLabelValues("catalog").Add(float64(n))
+	p.metrics.invalidationEvents.WithLabelValues("catalog").Inc()
+	level := slog.LevelInfo
+	if failed {
+		level = slog.LevelWarn
+	}
+	p.log.Log(context.Background(), level, "dropped the database's cached answers: who may read what may have changed", "database", db, "entries", n, "why", why)
 }
 
 // stopBackground ends background work and the catalog connections.

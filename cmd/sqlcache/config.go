@@ -44,6 +44,7 @@ var defaults = map[string]any{
 	"cache.max_entry_bytes":        "1MiB",
 	"cache.default_ttl":            "0s",
 	"cache.rules":                  []any{},
+	"cache.catalog_check":          "30s",
 
 	"invalidation.postgres.mode":               "logical",
 	"invalidation.postgres.max_lag":            "1s",
@@ -152,6 +153,7 @@ func parseConfig(v *viper.Viper) (*config, error) {
 		MaxEntryBytes: g.size("cache.max_entry_bytes", 1<<10, 1<<30),
 		DefaultTTL:    g.duration("cache.default_ttl", 0),
 		Rules:         g.rules("cache.rules"),
+		CatalogCheck:  g.duration("cache.catalog_check", 100*time.Millisecond),
 	}
 	c.Proxy.Invalidation = proxy.InvalidationConfig{
 		Mode:              proxy.InvalidationMode(g.oneOf("invalidation.postgres.mode", "logical", "none")),

@@ -275,6 +275,7 @@ func TestBadConfig(t *testing.T) {
 		{name: "duration without unit", yaml: "postgres:\n  startup_timeout: 30\n", want: []string{"postgres.startup_timeout", "not a duration"}},
 		{name: "duration word", yaml: "shutdown_timeout: soon\n", want: []string{"shutdown_timeout", "not a duration"}},
 		{name: "duration too short", yaml: "postgres:\n  startup_timeout: 0s\n", want: []string{"postgres.startup_timeout", "less than"}},
+		{name: "catalog check too often", yaml: "cache:\n  catalog_check: 10ms\n", want: []string{"cache.catalog_check", "less than"}},
 		{name: "size unit", yaml: "postgres:\n  max_message_bytes: 64 potatoes\n", want: []string{"postgres.max_message_bytes", "not a size"}},
 		{name: "size negative", yaml: "postgres:\n  max_message_bytes: -1\n", want: []string{"postgres.max_message_bytes", "not a size"}},
 		{name: "size over 1GiB", yaml: "postgres:\n  max_message_bytes: 2GiB\n", want: []string{"postgres.max_message_bytes", "outside"}},
