@@ -322,17 +322,18 @@ func TestStampede(t *testing.T) {
 	}
 }
 
-// TestAccessChangedBehindSqlcache: privileges and role settings changed
-// directly on the database, where sqlcache cannot see the DDL (it is not in
-// the change stream), drop the answers cached under the old ones within
-// cache.catalog_check; DDL that changes no one's access does not.
+// TestAccessChangedBehindSqlcache: privileges, role and server settings,
+// view definitions and columns changed directly on the database, where sqlcache
+// cannot see the DDL (it is not in the change stream), drop the answers
+// cached under the old ones within cache.catalog_check; DDL that changes
+// none of these does not.
 func TestAccessChangedBehindSqlcache(t *testing.T) {
 	pg, sc := startCache(t, map[string]any{"cache": map[string]any{"catalog_check": "200ms"}})
 	for _, stmt := range []string{
 		`CREATE SCHEMA a`, `CREATE SCHEMA b`,
 		`CREATE TABLE a.t (v text)`, `CREATE TABLE b.t (v text)`,
 		`INSERT INTO a.t VALUES ('from a')`, `INSERT INTO b.t VALUES ('from b')`,
-		`GRANT USAGE ON SCHEMA a, b TO app`, `GRANT SELECT ON a.t, b.t TO app`,
+		`GRANT USAGE ON SCHEMA a, b TO app, pwuser`, `GRANT SELECT ON a.t, b.t TO app, pwuser`,
 		`CREATE TABLE secret (id int PRIMARY KEY, v text)`,
 		`INSERT INTO secret VALUES (1, 'hidden')`,
 		`GRANT SELECT ON secret TO app`,
@@ -380,6 +381,18 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		}
 	}
 
+	// checked waits until two access checks have run: the second began
+	// after whatever DDL came before the call, and has seen it.
+	checked := func(t *testing.T) {
+		t.Helper()
+		const series = `sqlcache_catalog_access_checks_total{result="ok"}`
+		n := metricValue(t, sc, series)
+		eventually(t, "access checks", func() (string, bool) {
+			got := metricValue(t, sc, series)
+			return fmt.Sprintf("%v more", got-n), got >= n+2
+		})
+	}
+
 	t.Run("unrelated_ddl", func(t *testing.T) {
 		app := connect(t, sc.URL("app", "", "postgres"))
 		cached(t, app, `SELECT v FROM pub`, "open")
@@ -387,8 +400,7 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		pg.Exec(t, `ANALYZE pub`)
 		pg.Exec(t, `TRUNCATE unrelated`)
 		waitApplied(t, sc)
-		// Several checks run meanwhile; none may drop pub's answer.
-		time.Sleep(time.Second)
+		checked(t)
 		h := hits()
 		if v, err := read(t, app, `SELECT v FROM pub`); err != nil || v != "open" {
 			t.Fatalf("pub = %q, %v", v, err)
@@ -398,6 +410,7 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		}
 	})
 	t.Run("revoke", func(t *testing.T) {
+		checked(t)
 		app := connect(t, sc.URL("app", "", "postgres"))
 		const q = `SELECT v FROM secret WHERE id = 1`
 		cached(t, app, q, "hidden")
@@ -410,6 +423,22 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 			t.Errorf("sqlcache_cache_invalidations_total{cause=\"catalog\"} = %v; want at least 1", n)
 		}
 	})
+	t.Run("new_table_revoked", func(t *testing.T) {
+		// No check runs between the table's first read and the REVOKE
+		// here (usually): the read itself must have taken note.
+		pg.Exec(t, `CREATE TABLE fresh (id int PRIMARY KEY, v text)`)
+		pg.Exec(t, `INSERT INTO fresh VALUES (1, 'new')`)
+		pg.Exec(t, `GRANT SELECT ON fresh TO app`)
+		waitApplied(t, sc)
+		app := connect(t, sc.URL("app", "", "postgres"))
+		const q = `SELECT v FROM public.fresh WHERE id = 1`
+		cached(t, app, q, "new")
+		pg.Exec(t, `REVOKE SELECT ON fresh FROM app`)
+		eventually(t, "after REVOKE on a table first read since the last check", func() (string, bool) {
+			v, err := read(t, app, q)
+			return fmt.Sprintf("%q, %v", v, err), pgCode(err) == "42501"
+		})
+	})
 	t.Run("role_search_path", func(t *testing.T) {
 		// ALTER ROLE … SET applies to sessions that start later; nothing
 		// of it reaches sqlcache (search_path is not reported).
@@ -420,6 +449,72 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 			c := connect(t, sc.URL("app", "", "postgres"))
 			defer c.Close(t.Context())
 			v, err := read(t, c, `SELECT v FROM t`)
+			return fmt.Sprintf("%q, %v", v, err), err == nil && v == "from b"
+		})
+	})
+	t.Run("view_redefined", func(t *testing.T) {
+		pg.Exec(t, `CREATE VIEW shown AS SELECT v FROM pub`)
+		pg.Exec(t, `GRANT SELECT ON shown TO app`)
+		checked(t)
+		app := connect(t, sc.URL("app", "", "postgres"))
+		cached(t, app, `SELECT v FROM public.shown`, "open")
+		pg.Exec(t, `CREATE OR REPLACE VIEW shown AS SELECT upper(v) AS v FROM pub`)
+		eventually(t, "after CREATE OR REPLACE VIEW on the database", func() (string, bool) {
+			v, err := read(t, app, `SELECT v FROM public.shown`)
+			return fmt.Sprintf("%q, %v", v, err), err == nil && v == "OPEN"
+		})
+	})
+	t.Run("column_added", func(t *testing.T) {
+		// ADD COLUMN with a default rewrites no rows: nothing reaches the
+		// change stream.
+		pg.Exec(t, `CREATE TABLE wide (v text)`)
+		pg.Exec(t, `INSERT INTO wide VALUES ('open')`)
+		pg.Exec(t, `GRANT SELECT ON wide TO app`)
+		waitApplied(t, sc)
+		checked(t)
+		app := connect(t, sc.URL("app", "", "postgres"))
+		const q = `SELECT * FROM public.wide`
+		columns := func() (int, error) {
+			rows, err := app.Query(t.Context(), q)
+			if err != nil {
+				return 0, err
+			}
+			rows.Close()
+			return len(rows.FieldDescriptions()), rows.Err()
+		}
+		for range 2 {
+			if n, err := columns(); n != 1 || err != nil {
+				t.Fatalf("%s: %d columns, %v; want 1", q, n, err)
+			}
+		}
+		h := hits()
+		columns()
+		if hits()-h != 1 {
+			t.Fatalf("%s was not cached", q)
+		}
+		pg.Exec(t, `ALTER TABLE wide ADD COLUMN extra int DEFAULT 7`)
+		eventually(t, "after ALTER TABLE ... ADD COLUMN on the database", func() (string, bool) {
+			n, err := columns()
+			return fmt.Sprintf("%d columns, %v", n, err), err == nil && n == 2
+		})
+	})
+	t.Run("server_search_path", func(t *testing.T) {
+		// A default from postgresql.conf (ALTER SYSTEM, reload) applies to
+		// every session that has not set its own, the running ones too.
+		pg.Exec(t, `ALTER SYSTEM SET search_path = a, public`)
+		pg.Exec(t, `SELECT pg_reload_conf()`)
+		pw := connect(t, sc.URL("pwuser", "pwpass", "postgres"))
+		eventually(t, "a session after ALTER SYSTEM SET search_path = a and a reload", func() (string, bool) {
+			v, err := read(t, pw, `SELECT v FROM t`)
+			return fmt.Sprintf("%q, %v", v, err), err == nil && v == "from a"
+		})
+		checked(t)
+		pw = connect(t, sc.URL("pwuser", "pwpass", "postgres"))
+		cached(t, pw, `SELECT v FROM t`, "from a")
+		pg.Exec(t, `ALTER SYSTEM SET search_path = b, public`)
+		pg.Exec(t, `SELECT pg_reload_conf()`)
+		eventually(t, "a session after ALTER SYSTEM SET search_path = b and a reload", func() (string, bool) {
+			v, err := read(t, pw, `SELECT v FROM t`)
 			return fmt.Sprintf("%q, %v", v, err), err == nil && v == "from b"
 		})
 	})

@@ -4,37 +4,47 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// accessRelationsSQL and accessSharedSQL describe, in the connected
-// database, what decides which rows a role may read and how a new session
-// resolves names. A cached answer is keyed by role and session settings,
-// not by these, so when they change the answers cached before must go.
-// Such DDL made through sqlcache drops them at once; made elsewhere it is
-// not in the change stream, and these queries are how it is noticed.
+// accessColumn, accessRelationsSQL and accessSharedSQL describe, in the
+// connected database, what decides which rows a role may read and how a
+// session resolves names and formats values. A cached answer is keyed by
+// role and by the session settings sqlcache sees, not by these, so when
+// they change the answers cached before must go. Such DDL made through
+// sqlcache drops them at once; made elsewhere it is not in the change
+// stream, and these queries are how it is noticed.
 //
-// accessRelationsSQL gives each relation that answers can read (not
-// system catalogs, not temporary tables) with its owner, privileges, row
-// security switches, column privileges and policies. Relations are
-// compared one by one, so that creating or dropping one is not a change
-// for the others; values rather than row versions (xmin), so that
-// TRUNCATE, ANALYZE and the like, which rewrite pg_class rows, are not
-// changes either.
-const accessRelationsSQL = `
-SELECT c.oid, concat_ws(':', c.relowner, c.relacl, c.relrowsecurity, c.relforcerowsecurity,
-  (SELECT string_agg(a.attnum || '=' || a.attacl::text, ',' ORDER BY a.attnum)
-     FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL),
-  (SELECT string_agg(p::text, ',' ORDER BY p.oid) FROM pg_policy p WHERE p.polrelid = c.oid))
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relpersistence <> 't'
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')`
+// accessColumn describes relation c: its owner, privileges, row security
+// switches and policies, a view's definition (CREATE OR REPLACE VIEW
+// changes what its cached answers should have been), and its columns with
+// their privileges (after ALTER TABLE … ADD COLUMN a cached SELECT * lacks
+// one; the change stream would tell only when rows of the table next
+// change). Values rather than row versions (xmin), so that TRUNCATE,
+// ANALYZE and the like, which rewrite pg_class rows, are not changes.
+//
+// Each relation sqlcache looks up is described by the same lookup
+// (relationsSQL, viewBasesSQL), before any answer that reads it can be
+// cached; accessRelationsSQL describes those relations again at each
+// check. Relations no answer reads are not watched.
+const accessColumn = `concat_ws(':', c.relowner, c.relacl, c.relrowsecurity, c.relforcerowsecurity,
+  (SELECT string_agg(p::text, ',' ORDER BY p.oid) FROM pg_policy p WHERE p.polrelid = c.oid),
+  (SELECT md5(r.ev_action::text) FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename = '_RETURN'),
+  (SELECT md5(string_agg(concat_ws(' ', a.attnum, a.attname, a.atttypid, a.atttypmod, a.attcollation, a.attacl), ',' ORDER BY a.attnum))
+     FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))`
+
+const accessRelationsSQL = `SELECT c.oid, ` + accessColumn + ` FROM pg_class c WHERE c.oid = ANY($1)`
 
 // accessSharedSQL fingerprints the rest as a whole: schema owners and
 // privileges (not the temporary schemas sessions create), function
-// privileges, roles, role membership, and per-role and per-database
-// settings (ALTER ROLE … SET search_path).
+// privileges, roles, role membership, per-role and per-database settings
+// (ALTER ROLE … SET search_path), and the server's defaults of settings a
+// user may change (postgresql.conf and ALTER SYSTEM, after a reload),
+// which apply to every session that has not set them itself. A
+// session's settings are in the key only as far as sqlcache sees them
+// (startup parameters, ParameterStatus, SET), not these defaults.
 const accessSharedSQL = `
 SELECT md5(concat_ws('|',
   (SELECT string_agg(concat_ws(':', n.oid, n.nspowner, n.nspacl), ',' ORDER BY n.oid) FROM pg_namespace n
@@ -42,16 +52,18 @@ SELECT md5(concat_ws('|',
   (SELECT string_agg(concat_ws(':', f.oid, f.proacl), ',' ORDER BY f.oid) FROM pg_proc f WHERE f.proacl IS NOT NULL),
   (SELECT string_agg(concat_ws(':', r.oid, r.rolsuper, r.rolinherit, r.rolbypassrls), ',' ORDER BY r.oid) FROM pg_roles r),
   (SELECT string_agg(m::text, ',' ORDER BY m::text) FROM pg_auth_members m),
-  (SELECT string_agg(s::text, ',' ORDER BY s::text) FROM pg_db_role_setting s)))`
+  (SELECT string_agg(s::text, ',' ORDER BY s::text) FROM pg_db_role_setting s),
+  (SELECT string_agg(g.name || '=' || g.setting, ',' ORDER BY g.name) FROM pg_settings g
+     WHERE g.context IN ('user', 'superuser'))))`
 
-// access is what accessRelationsSQL and accessSharedSQL returned.
+// access is what accessSharedSQL returned and accessColumn of each
+// watched relation, by OID.
 type access struct {
 	shared string
 	rels   map[uint32]string
 }
 
-// changedFrom says whether a differs from old in anything but relations
-// that only one of them has.
+// changedFrom says whether a differs from old in anything they both have.
 func (a *access) changedFrom(old *access) bool {
 	if a.shared != old.shared {
 		return true
@@ -64,19 +76,24 @@ func (a *access) changedFrom(old *access) bool {
 	return false
 }
 
-func readAccess(ctx context.Context, conn *pgx.Conn) (*access, error) {
+// readAccess reads the database's access now, for the relations watched
+// in old (none if old is nil).
+func readAccess(ctx context.Context, conn *pgx.Conn, old *access) (*access, error) {
 	a := &access{rels: make(map[uint32]string)}
-	rows, err := conn.Query(ctx, accessRelationsSQL)
-	if err != nil {
-		return nil, err
-	}
-	var oid uint32
-	var v string
-	if _, err := pgx.ForEachRow(rows, []any{&oid, &v}, func() error {
-		a.rels[oid] = v
-		return nil
-	}); err != nil {
-		return nil, err
+	if old != nil && len(old.rels) > 0 {
+		oids := slices.Collect(maps.Keys(old.rels))
+		rows, err := conn.Query(ctx, accessRelationsSQL, oids)
+		if err != nil {
+			return nil, err
+		}
+		var oid uint32
+		var v string
+		if _, err := pgx.ForEachRow(rows, []any{&oid, &v}, func() error {
+			a.rels[oid] = v
+			return nil
+		}); err != nil {
+			return nil, err
+		}
 	}
 	if err := conn.QueryRow(ctx, accessSharedSQL).Scan(&a.shared); err != nil {
 		return nil, err
@@ -84,13 +101,29 @@ func readAccess(ctx context.Context, conn *pgx.Conn) (*access, error) {
 	return a, nil
 }
 
+// watch adds relations looked up for the first time, as described by the
+// lookup, to those the access checks compare. The caller holds
+// d.lookupMu; d.access is set, since a connection checks first.
+func (d *dbCatalog) watch(seen map[uint32]string) {
+	if d.access == nil {
+		return
+	}
+	for oid, v := range seen {
+		if _, ok := d.access.rels[oid]; !ok {
+			d.access.rels[oid] = v
+		}
+	}
+}
+
 // checkAccess compares database db's access (readAccess) with what it was
-// at the last check, on conn, and calls c.accessChanged if it changed or
-// if a check failed since. The first check only takes note: it runs when
-// the database's first service connection opens, before anything of the
-// database can be cached. The caller holds d.lookupMu.
+// at the last check or lookup, on conn, and calls c.accessChanged if it
+// changed or if a check failed since. The first check only takes note: it
+// runs when the database's first service connection opens, before
+// anything of the database can be cached. A relation dropped since is no
+// longer watched. The caller holds d.lookupMu.
 func (c *catalog) checkAccess(ctx context.Context, d *dbCatalog, db string, conn *pgx.Conn) error {
-	a, err := readAccess(ctx, conn)
+	a, err := readAccess(ctx, conn, d.access)
+	c.accessChecked(err != nil)
 	if err != nil {
 		err = fmt.Errorf("catalog access check: %w", err)
 		c.accessLost(d, db, err)

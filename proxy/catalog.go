@@ -32,6 +32,8 @@ type catalog struct {
 	// what there may have changed (checkAccess), for the reason why;
 	// failed if a check failed. Called with the database's lookupMu held.
 	accessChanged func(db, why string, failed bool)
+	// accessChecked counts a check, failed or not.
+	accessChecked func(failed bool)
 
 	mu  sync.Mutex // protects dbs
 	dbs map[string]*dbCatalog
@@ -77,7 +79,7 @@ type relFacts struct {
 }
 
 func newCatalog(dsn string, log *slog.Logger) *catalog {
-	return &catalog{dsn: dsn, log: log, dbs: make(map[string]*dbCatalog), accessChanged: func(string, string, bool) {}}
+	return &catalog{dsn: dsn, log: log, dbs: make(map[string]*dbCatalog), accessChanged: func(string, string, bool) {}, accessChecked: func(bool) {}}
 }
 
 func (c *catalog) close() {
@@ -198,12 +200,14 @@ func (c *catalog) fill(ctx context.Context, d *dbCatalog, db string, a *cachepol
 		return nil, nil, err
 	}
 	rels := make(map[string]relFacts)
-	if err := lookup(ctx, conn, names, rels); err != nil {
+	seen := make(map[uint32]string)
+	if err := lookup(ctx, conn, names, rels, seen); err != nil {
 		// The connection may be broken; start afresh next time.
 		conn.Close(context.Background())
 		d.conn = nil
 		return nil, nil, err
 	}
+	d.watch(seen)
 	for _, rf := range rels {
 		funcs = append(funcs, rf.funcs...)
 	}
@@ -269,13 +273,14 @@ func (d *dbCatalog) assemble(a *cachepolicy.Analysis) (cachepolicy.Facts, string
 
 // lookup asks the catalog about relation names, the views among them,
 // the relations those views read and the views' own definitions, and adds
-// what it finds to rels.
-func lookup(ctx context.Context, conn *pgx.Conn, names []string, rels map[string]relFacts) error {
+// what it finds to rels, and to access each relation's access
+// (accessColumn) by OID.
+func lookup(ctx context.Context, conn *pgx.Conn, names []string, rels map[string]relFacts, access map[uint32]string) error {
 	if len(names) == 0 {
 		return nil
 	}
 	found := make(map[string][]cachepolicy.RelInfo)
-	views, err := lookupRelations(ctx, conn, names, found)
+	views, err := lookupRelations(ctx, conn, names, found, access)
 	if err != nil {
 		return err
 	}
@@ -285,11 +290,11 @@ func lookup(ctx context.Context, conn *pgx.Conn, names []string, rels map[string
 	if len(views) == 0 {
 		return nil
 	}
-	return lookupViews(ctx, conn, views, rels)
+	return lookupViews(ctx, conn, views, rels, access)
 }
 
 // lookupViews attaches to each view name what its views read and call.
-func lookupViews(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef, rels map[string]relFacts) error {
+func lookupViews(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef, rels map[string]relFacts, access map[uint32]string) error {
 	oids := make([]uint32, 0, len(views))
 	for oid := range views {
 		oids = append(oids, oid)
@@ -308,12 +313,14 @@ func lookupViews(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef, 
 	for rows.Next() {
 		var b baseRow
 		var kind, bkey string
-		if err := rows.Scan(&b.view, &b.base.Name, &b.base.Schema, &kind, &b.base.Temp, &b.base.Unlogged, &b.base.System, &b.base.RunsCode, &bkey, &b.base.Root, &b.family, &b.oid); err != nil {
+		var acc string
+		if err := rows.Scan(&b.view, &b.base.Name, &b.base.Schema, &kind, &b.base.Temp, &b.base.Unlogged, &b.base.System, &b.base.RunsCode, &bkey, &b.base.Root, &b.family, &b.oid, &acc); err != nil {
 			rows.Close()
 			return fmt.Errorf("catalog view dependencies: %w", err)
 		}
 		b.base.Kind = kind[0]
 		b.base.KeyType, b.base.Key = primaryKey(bkey)
+		access[b.oid] = acc
 		bases = append(bases, b)
 	}
 	rows.Close()
@@ -446,7 +453,7 @@ const relColumns = `c.relkind::text, c.relpersistence = 't', c.relpersistence = 
        `
 
 const relationsSQL = `
-SELECT c.relname, n.nspname, ` + relColumns + `c.oid
+SELECT c.relname, n.nspname, ` + relColumns + `c.oid, ` + accessColumn + `
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relname = ANY($1)`
 
@@ -465,7 +472,7 @@ WITH RECURSIVE deps(view, ref) AS (
       ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass
     WHERE d.refobjid <> r.ev_class
 )
-SELECT DISTINCT deps.view, c.relname, n.nspname, ` + relColumns + `c.oid
+SELECT DISTINCT deps.view, c.relname, n.nspname, ` + relColumns + `c.oid, ` + accessColumn + `
 FROM deps JOIN pg_class c ON c.oid = deps.ref JOIN pg_namespace n ON n.oid = c.relnamespace`
 
 const functionsSQL = `
@@ -474,7 +481,7 @@ FROM pg_proc p WHERE p.proname = ANY($1)`
 
 // lookupRelations fills rels and returns the OIDs of views, indexed into
 // rels so their bases can be attached.
-func lookupRelations(ctx context.Context, conn *pgx.Conn, names []string, rels map[string][]cachepolicy.RelInfo) (map[uint32]viewRef, error) {
+func lookupRelations(ctx context.Context, conn *pgx.Conn, names []string, rels map[string][]cachepolicy.RelInfo, access map[uint32]string) (map[uint32]viewRef, error) {
 	rows, err := conn.Query(ctx, relationsSQL, names)
 	if err != nil {
 		return nil, fmt.Errorf("catalog relations: %w", err)
@@ -485,9 +492,11 @@ func lookupRelations(ctx context.Context, conn *pgx.Conn, names []string, rels m
 		var ri cachepolicy.RelInfo
 		var kind, key string
 		var oid uint32
-		if err := rows.Scan(&ri.Name, &ri.Schema, &kind, &ri.Temp, &ri.Unlogged, &ri.System, &ri.RunsCode, &key, &ri.Root, &ri.Base, &oid); err != nil {
+		var acc string
+		if err := rows.Scan(&ri.Name, &ri.Schema, &kind, &ri.Temp, &ri.Unlogged, &ri.System, &ri.RunsCode, &key, &ri.Root, &ri.Base, &oid, &acc); err != nil {
 			return nil, fmt.Errorf("catalog relations: %w", err)
 		}
+		access[oid] = acc
 		ri.Kind = kind[0]
 		ri.KeyType, ri.Key = primaryKey(key)
 		rels[ri.Name] = append(rels[ri.Name], ri)

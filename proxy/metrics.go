@@ -36,6 +36,7 @@ type metrics struct {
 	evictions          *prometheus.CounterVec // by reason
 	fillLatency        prometheus.Histogram
 	fillsDropped       *prometheus.CounterVec // by reason
+	accessChecks       *prometheus.CounterVec // by result
 }
 
 func newMetrics() *metrics {
@@ -116,8 +117,12 @@ func newMetrics() *metrics {
 		Name: "sqlcache_cache_fills_dropped_total",
 		Help: "Complete answers not stored, by reason (invalidated during fill, too large).",
 	}, []string{"reason"})
+	m.accessChecks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sqlcache_catalog_access_checks_total",
+		Help: "Checks of a database's privileges, row security, views, columns, roles and settings (cache.catalog_check), by result: ok, failed.",
+	}, []string{"result"})
 	m.reg.MustRegister(m.hits, m.misses, m.bypasses, m.stampedeWaits, m.ownWriteWaits, m.invalidations,
-		m.invalidationEvents, m.evictions, m.fillLatency, m.fillsDropped)
+		m.invalidationEvents, m.evictions, m.fillLatency, m.fillsDropped, m.accessChecks)
 	m.bytesToBackend = m.bytes.WithLabelValues("to_backend")
 	m.bytesToClient = m.bytes.WithLabelValues("to_client")
 	m.querySimple = m.queries.WithLabelValues("simple")

@@ -91,6 +91,13 @@ func New(cfg Config) (*Proxy, error) {
 	p.metrics.registerStore(p.store)
 	p.catalog = newCatalog(c.ServiceDSN, c.Logger)
 	p.catalog.accessChanged = p.accessChanged
+	p.catalog.accessChecked = func(failed bool) {
+		result := "ok"
+		if failed {
+			result = "failed"
+		}
+		p.metrics.accessChecks.WithLabelValues(result).Inc()
+	}
 	p.planner = newPlanner(p.catalog, c.Cache.Rules, c.Cache.DefaultTTL)
 	if c.Cache.Enabled && c.ServiceDSN == "" {
 		p.log.Warn("cache.enabled is true but postgres.service_dsn is empty: sqlcache cannot look up the catalog, so nothing will be cached")
