@@ -323,10 +323,10 @@ func TestStampede(t *testing.T) {
 }
 
 // TestAccessChangedBehindSqlcache: privileges, role and server settings,
-// view definitions and columns changed directly on the database, where sqlcache
-// cannot see the DDL (it is not in the change stream), drop the answers
-// cached under the old ones within cache.catalog_check; DDL that changes
-// none of these does not.
+// view and function definitions and columns changed directly on the
+// database, where sqlcache cannot see the DDL (it is not in the change
+// stream), drop the answers cached under the old ones within
+// cache.catalog_check; DDL that changes none of these does not.
 func TestAccessChangedBehindSqlcache(t *testing.T) {
 	pg, sc := startCache(t, map[string]any{"cache": map[string]any{"catalog_check": "200ms"}})
 	for _, stmt := range []string{
@@ -381,6 +381,11 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		}
 	}
 
+	// A first read opens the database's service connection: from then on
+	// the access checks run.
+	if _, err := read(t, connect(t, sc.URL("app", "", "postgres")), `SELECT v FROM pub`); err != nil {
+		t.Fatal(err)
+	}
 	// checked waits until two access checks have run: the second began
 	// after whatever DDL came before the call, and has seen it.
 	checked := func(t *testing.T) {
@@ -496,6 +501,18 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		eventually(t, "after ALTER TABLE ... ADD COLUMN on the database", func() (string, bool) {
 			n, err := columns()
 			return fmt.Sprintf("%d columns, %v", n, err), err == nil && n == 2
+		})
+	})
+	t.Run("function_redefined", func(t *testing.T) {
+		pg.Exec(t, `CREATE FUNCTION public.rate() RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT 7'`)
+		checked(t)
+		app := connect(t, sc.URL("app", "", "postgres"))
+		const q = `SELECT v || public.rate() FROM public.pub`
+		cached(t, app, q, "open7")
+		pg.Exec(t, `CREATE OR REPLACE FUNCTION public.rate() RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT 8'`)
+		eventually(t, "after CREATE OR REPLACE FUNCTION on the database", func() (string, bool) {
+			v, err := read(t, app, q)
+			return fmt.Sprintf("%q, %v", v, err), err == nil && v == "open8"
 		})
 	})
 	t.Run("server_search_path", func(t *testing.T) {

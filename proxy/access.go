@@ -37,6 +37,15 @@ const accessColumn = `concat_ws(':', c.relowner, c.relacl, c.relrowsecurity, c.r
 
 const accessRelationsSQL = `SELECT c.oid, ` + accessColumn + ` FROM pg_class c WHERE c.oid = ANY($1)`
 
+// funcAccessColumn describes user-defined function p: its owner,
+// privileges and definition. Answers computed by an IMMUTABLE function
+// are cached; CREATE OR REPLACE FUNCTION made elsewhere changes what they
+// should have been. The functions sqlcache looked up (functionsSQL) are
+// watched as relations are.
+const funcAccessColumn = `md5(concat_ws(':', p.proowner, p.proacl, p.provolatile, p.prosecdef, p.proconfig, p.prorettype, p.proargtypes, p.prosrc, p.probin))`
+
+const accessFunctionsSQL = `SELECT p.oid, ` + funcAccessColumn + ` FROM pg_proc p WHERE p.oid = ANY($1)`
+
 // accessSharedSQL fingerprints the rest as a whole: schema owners and
 // privileges (not the temporary schemas sessions create), function
 // privileges, roles, role membership, per-role and per-database settings
@@ -56,11 +65,12 @@ SELECT md5(concat_ws('|',
   (SELECT string_agg(g.name || '=' || g.setting, ',' ORDER BY g.name) FROM pg_settings g
      WHERE g.context IN ('user', 'superuser'))))`
 
-// access is what accessSharedSQL returned and accessColumn of each
-// watched relation, by OID.
+// access is what accessSharedSQL returned, accessColumn of each watched
+// relation and funcAccessColumn of each watched function, by OID.
 type access struct {
 	shared string
 	rels   map[uint32]string
+	funcs  map[uint32]string
 }
 
 // changedFrom says whether a differs from old in anything they both have.
@@ -68,30 +78,28 @@ func (a *access) changedFrom(old *access) bool {
 	if a.shared != old.shared {
 		return true
 	}
-	for oid, v := range a.rels {
-		if w, ok := old.rels[oid]; ok && w != v {
+	return changedIn(a.rels, old.rels) || changedIn(a.funcs, old.funcs)
+}
+
+// changedIn says whether now and old differ for a key both have.
+func changedIn(now, old map[uint32]string) bool {
+	for oid, v := range now {
+		if w, ok := old[oid]; ok && w != v {
 			return true
 		}
 	}
 	return false
 }
 
-// readAccess reads the database's access now, for the relations watched
-// in old (none if old is nil).
+// readAccess reads the database's access now, for the relations and
+// functions watched in old (none if old is nil).
 func readAccess(ctx context.Context, conn *pgx.Conn, old *access) (*access, error) {
-	a := &access{rels: make(map[uint32]string)}
-	if old != nil && len(old.rels) > 0 {
-		oids := slices.Collect(maps.Keys(old.rels))
-		rows, err := conn.Query(ctx, accessRelationsSQL, oids)
-		if err != nil {
+	a := &access{rels: make(map[uint32]string), funcs: make(map[uint32]string)}
+	if old != nil {
+		if err := readWatched(ctx, conn, accessRelationsSQL, old.rels, a.rels); err != nil {
 			return nil, err
 		}
-		var oid uint32
-		var v string
-		if _, err := pgx.ForEachRow(rows, []any{&oid, &v}, func() error {
-			a.rels[oid] = v
-			return nil
-		}); err != nil {
+		if err := readWatched(ctx, conn, accessFunctionsSQL, old.funcs, a.funcs); err != nil {
 			return nil, err
 		}
 	}
@@ -101,16 +109,40 @@ func readAccess(ctx context.Context, conn *pgx.Conn, old *access) (*access, erro
 	return a, nil
 }
 
-// watch adds relations looked up for the first time, as described by the
-// lookup, to those the access checks compare. The caller holds
-// d.lookupMu; d.access is set, since a connection checks first.
-func (d *dbCatalog) watch(seen map[uint32]string) {
+// readWatched runs query for the OIDs of old into now.
+func readWatched(ctx context.Context, conn *pgx.Conn, query string, old, now map[uint32]string) error {
+	if len(old) == 0 {
+		return nil
+	}
+	rows, err := conn.Query(ctx, query, slices.Collect(maps.Keys(old)))
+	if err != nil {
+		return err
+	}
+	var oid uint32
+	var v string
+	_, err = pgx.ForEachRow(rows, []any{&oid, &v}, func() error {
+		now[oid] = v
+		return nil
+	})
+	return err
+}
+
+// watch adds relations and functions looked up for the first time, as
+// the lookup described them, to those the access checks compare. The
+// caller holds d.lookupMu; d.access is set, since a connection checks
+// first.
+func (d *dbCatalog) watch(rels, funcs map[uint32]string) {
 	if d.access == nil {
 		return
 	}
-	for oid, v := range seen {
+	for oid, v := range rels {
 		if _, ok := d.access.rels[oid]; !ok {
 			d.access.rels[oid] = v
+		}
+	}
+	for oid, v := range funcs {
+		if _, ok := d.access.funcs[oid]; !ok {
+			d.access.funcs[oid] = v
 		}
 	}
 }

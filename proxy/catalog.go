@@ -207,7 +207,7 @@ func (c *catalog) fill(ctx context.Context, d *dbCatalog, db string, a *cachepol
 		d.conn = nil
 		return nil, nil, err
 	}
-	d.watch(seen)
+	d.watch(seen, nil)
 	for _, rf := range rels {
 		funcs = append(funcs, rf.funcs...)
 	}
@@ -221,11 +221,13 @@ func (c *catalog) fill(ctx context.Context, d *dbCatalog, db string, a *cachepol
 	if len(missing) == 0 {
 		return rels, found, nil
 	}
-	if err := lookupFunctions(ctx, conn, missing, found); err != nil {
+	seenFuncs := make(map[uint32]string)
+	if err := lookupFunctions(ctx, conn, missing, found, seenFuncs); err != nil {
 		conn.Close(context.Background())
 		d.conn = nil
 		return nil, nil, err
 	}
+	d.watch(nil, seenFuncs)
 	return rels, found, nil
 }
 
@@ -476,7 +478,7 @@ SELECT DISTINCT deps.view, c.relname, n.nspname, ` + relColumns + `c.oid, ` + ac
 FROM deps JOIN pg_class c ON c.oid = deps.ref JOIN pg_namespace n ON n.oid = c.relnamespace`
 
 const functionsSQL = `
-SELECT p.proname, p.provolatile::text, p.oid < 16384
+SELECT p.proname, p.provolatile::text, p.oid < 16384, p.oid, ` + funcAccessColumn + `
 FROM pg_proc p WHERE p.proname = ANY($1)`
 
 // lookupRelations fills rels and returns the OIDs of views, indexed into
@@ -535,7 +537,9 @@ func hasRel(rs []cachepolicy.RelInfo, schema string) bool {
 	return false
 }
 
-func lookupFunctions(ctx context.Context, conn *pgx.Conn, names []string, funcs map[string][]cachepolicy.FuncInfo) error {
+// lookupFunctions adds the functions of names to funcs, and each
+// user-defined one's funcAccessColumn to access by OID.
+func lookupFunctions(ctx context.Context, conn *pgx.Conn, names []string, funcs map[string][]cachepolicy.FuncInfo, access map[uint32]string) error {
 	rows, err := conn.Query(ctx, functionsSQL, names)
 	if err != nil {
 		return fmt.Errorf("catalog functions: %w", err)
@@ -543,11 +547,15 @@ func lookupFunctions(ctx context.Context, conn *pgx.Conn, names []string, funcs 
 	defer rows.Close()
 	for rows.Next() {
 		var fi cachepolicy.FuncInfo
-		var vol string
-		if err := rows.Scan(&fi.Name, &vol, &fi.BuiltIn); err != nil {
+		var vol, acc string
+		var oid uint32
+		if err := rows.Scan(&fi.Name, &vol, &fi.BuiltIn, &oid, &acc); err != nil {
 			return fmt.Errorf("catalog functions: %w", err)
 		}
 		fi.Volatility = vol[0]
+		if !fi.BuiltIn {
+			access[oid] = acc
+		}
 		funcs[fi.Name] = append(funcs[fi.Name], fi)
 	}
 	if err := rows.Err(); err != nil {
