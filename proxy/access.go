@@ -29,22 +29,28 @@ import (
 // (relationsSQL, viewBasesSQL), before any answer that reads it can be
 // cached; accessRelationsSQL describes those relations again at each
 // check. Relations no answer reads are not watched.
-const accessColumn = `concat_ws(':', c.relowner, c.relacl, c.relrowsecurity, c.relforcerowsecurity,
+var accessColumn = `concat_ws(':', c.relowner, c.relacl, c.relrowsecurity, c.relforcerowsecurity,
   (SELECT string_agg(p::text, ',' ORDER BY p.oid) FROM pg_policy p WHERE p.polrelid = c.oid),
-  (SELECT md5(r.ev_action::text) FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename = '_RETURN'),
-  (SELECT md5(string_agg(concat_ws(' ', a.attnum, a.attname, a.atttypid, a.atttypmod, a.attcollation, a.attacl), ',' ORDER BY a.attnum))
+  (SELECT ` + sqlDigest(`r.ev_action::text`) + ` FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename = '_RETURN'),
+  (SELECT ` + sqlDigest(`string_agg(concat_ws(' ', a.attnum, a.attname, a.atttypid, a.atttypmod, a.attcollation, a.attacl), ',' ORDER BY a.attnum)`) + `
      FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))`
 
-const accessRelationsSQL = `SELECT c.oid, ` + accessColumn + ` FROM pg_class c WHERE c.oid = ANY($1)`
+var accessRelationsSQL = `SELECT c.oid, ` + accessColumn + ` FROM pg_class c WHERE c.oid = ANY($1)`
+
+// sqlDigest is SQL for the SHA-256 of text expression expr, in hex: md5()
+// fails on a server in FIPS mode.
+func sqlDigest(expr string) string {
+	return `encode(sha256(convert_to(` + expr + `, 'UTF8')), 'hex')`
+}
 
 // funcAccessColumn describes user-defined function p: its owner,
 // privileges and definition. Answers computed by an IMMUTABLE function
 // are cached; CREATE OR REPLACE FUNCTION made elsewhere changes what they
 // should have been. The functions sqlcache looked up (functionsSQL) are
 // watched as relations are.
-const funcAccessColumn = `md5(concat_ws(':', p.proowner, p.proacl, p.provolatile, p.prosecdef, p.proconfig, p.prorettype, p.proargtypes, p.prosrc, p.probin))`
+var funcAccessColumn = sqlDigest(`concat_ws(':', p.proowner, p.proacl, p.provolatile, p.prosecdef, p.proconfig, p.prorettype, p.proargtypes, p.prosrc, p.probin)`)
 
-const accessFunctionsSQL = `SELECT p.oid, ` + funcAccessColumn + ` FROM pg_proc p WHERE p.oid = ANY($1)`
+var accessFunctionsSQL = `SELECT p.oid, ` + funcAccessColumn + ` FROM pg_proc p WHERE p.oid = ANY($1)`
 
 // accessSharedSQL fingerprints the rest as a whole: schema owners and
 // privileges (not the temporary schemas sessions create), function
@@ -54,8 +60,8 @@ const accessFunctionsSQL = `SELECT p.oid, ` + funcAccessColumn + ` FROM pg_proc 
 // which apply to every session that has not set them itself. A
 // session's settings are in the key only as far as sqlcache sees them
 // (startup parameters, ParameterStatus, SET), not these defaults.
-const accessSharedSQL = `
-SELECT md5(concat_ws('|',
+var accessSharedSQL = `
+SELECT ` + sqlDigest(`concat_ws('|',
   (SELECT string_agg(concat_ws(':', n.oid, n.nspowner, n.nspacl), ',' ORDER BY n.oid) FROM pg_namespace n
      WHERE n.nspname NOT LIKE 'pg\_temp\_%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%'),
   (SELECT string_agg(concat_ws(':', f.oid, f.proacl), ',' ORDER BY f.oid) FROM pg_proc f WHERE f.proacl IS NOT NULL),
@@ -63,7 +69,7 @@ SELECT md5(concat_ws('|',
   (SELECT string_agg(m::text, ',' ORDER BY m::text) FROM pg_auth_members m),
   (SELECT string_agg(s::text, ',' ORDER BY s::text) FROM pg_db_role_setting s),
   (SELECT string_agg(g.name || '=' || g.setting, ',' ORDER BY g.name) FROM pg_settings g
-     WHERE g.context IN ('user', 'superuser'))))`
+     WHERE g.context IN ('user', 'superuser')))`)
 
 // access is what accessSharedSQL returned, accessColumn of each watched
 // relation and funcAccessColumn of each watched function, by OID.

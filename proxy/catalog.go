@@ -454,14 +454,14 @@ const relColumns = `c.relkind::text, c.relpersistence = 't', c.relpersistence = 
              WHERE oid IN (SELECT oid FROM d) OR oid IN (SELECT oid FROM a)),
        `
 
-const relationsSQL = `
+var relationsSQL = `
 SELECT c.relname, n.nspname, ` + relColumns + `c.oid, ` + accessColumn + `
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relname = ANY($1)`
 
 // viewBasesSQL returns, for each view among $1, every relation it reads,
 // through views of views.
-const viewBasesSQL = `
+var viewBasesSQL = `
 WITH RECURSIVE deps(view, ref) AS (
     SELECT r.ev_class, d.refobjid
     FROM pg_rewrite r JOIN pg_depend d
@@ -477,7 +477,7 @@ WITH RECURSIVE deps(view, ref) AS (
 SELECT DISTINCT deps.view, c.relname, n.nspname, ` + relColumns + `c.oid, ` + accessColumn + `
 FROM deps JOIN pg_class c ON c.oid = deps.ref JOIN pg_namespace n ON n.oid = c.relnamespace`
 
-const functionsSQL = `
+var functionsSQL = `
 SELECT p.proname, p.provolatile::text, p.oid < 16384, p.oid, ` + funcAccessColumn + `
 FROM pg_proc p WHERE p.proname = ANY($1)`
 
