@@ -148,6 +148,36 @@ func TestCacheNeverLeaks(t *testing.T) {
 		}
 		twice(t, c, `SELECT v FROM t`, "from b")
 	})
+	t.Run("policy_reads_other_table", func(t *testing.T) {
+		// The policy is a dependency no statement names: removing app from
+		// the team must hide the document at once, as it does on the
+		// database. A policy on the row and the role alone (docs, above)
+		// keeps its answers cached.
+		for _, stmt := range []string{
+			`CREATE TABLE members (team int, member text, PRIMARY KEY (team, member))`,
+			`INSERT INTO members VALUES (1, 'app')`,
+			`CREATE TABLE teamdocs (id int PRIMARY KEY, team int, body text)`,
+			`INSERT INTO teamdocs VALUES (1, 1, 'team doc')`,
+			`ALTER TABLE teamdocs ENABLE ROW LEVEL SECURITY`,
+			`CREATE POLICY member ON teamdocs USING (team IN (SELECT team FROM members WHERE member = current_user))`,
+			`GRANT SELECT ON teamdocs, members TO app`,
+		} {
+			pg.Exec(t, stmt)
+		}
+		waitApplied(t, sc)
+		app := connect(t, sc.URL("app", "", "postgres"))
+		const q = `SELECT count(*)::text FROM teamdocs`
+		twice(t, app, q, "1")
+		pg.Exec(t, `DELETE FROM members WHERE member = 'app'`)
+		if got := one(t, app, q); got != "0" {
+			t.Errorf("after removing app from the team: %s = %s; want 0", q, got)
+		}
+		hits := metricValue(t, sc, "sqlcache_cache_hits_total")
+		twice(t, app, `SELECT string_agg(body, ',') FROM docs`, "app doc")
+		if got := metricValue(t, sc, "sqlcache_cache_hits_total") - hits; got < 1 {
+			t.Errorf("reads of docs, whose policy compares the row with the role, were not cached")
+		}
+	})
 	t.Run("temp_table_shadows", func(t *testing.T) {
 		c := connect(t, sc.URL("app", "", "postgres"))
 		other := connect(t, sc.URL("app", "", "postgres", "search_path=a"))

@@ -282,21 +282,24 @@ func lookup(ctx context.Context, conn *pgx.Conn, names []string, rels map[string
 		return nil
 	}
 	found := make(map[string][]cachepolicy.RelInfo)
-	views, err := lookupRelations(ctx, conn, names, found, access)
+	readers := make(map[uint32][]string) // relation → the names whose answers read it
+	views, err := lookupRelations(ctx, conn, names, found, access, readers)
 	if err != nil {
 		return err
 	}
 	for _, n := range names {
 		rels[n] = relFacts{infos: found[n]}
 	}
-	if len(views) == 0 {
-		return nil
+	if len(views) > 0 {
+		if err := lookupViews(ctx, conn, views, rels, access, readers); err != nil {
+			return err
+		}
 	}
-	return lookupViews(ctx, conn, views, rels, access)
+	return lookupPolicies(ctx, conn, readers, rels)
 }
 
 // lookupViews attaches to each view name what its views read and call.
-func lookupViews(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef, rels map[string]relFacts, access map[uint32]string) error {
+func lookupViews(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef, rels map[string]relFacts, access map[uint32]string, readers map[uint32][]string) error {
 	oids := make([]uint32, 0, len(views))
 	for oid := range views {
 		oids = append(oids, oid)
@@ -323,6 +326,7 @@ func lookupViews(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef, 
 		b.base.Kind = kind[0]
 		b.base.KeyType, b.base.Key = primaryKey(bkey)
 		access[b.oid] = acc
+		readers[b.oid] = append(readers[b.oid], views[b.view].name)
 		bases = append(bases, b)
 	}
 	rows.Close()
@@ -483,7 +487,7 @@ FROM pg_proc p WHERE p.proname = ANY($1)`
 
 // lookupRelations fills rels and returns the OIDs of views, indexed into
 // rels so their bases can be attached.
-func lookupRelations(ctx context.Context, conn *pgx.Conn, names []string, rels map[string][]cachepolicy.RelInfo, access map[uint32]string) (map[uint32]viewRef, error) {
+func lookupRelations(ctx context.Context, conn *pgx.Conn, names []string, rels map[string][]cachepolicy.RelInfo, access map[uint32]string, readers map[uint32][]string) (map[uint32]viewRef, error) {
 	rows, err := conn.Query(ctx, relationsSQL, names)
 	if err != nil {
 		return nil, fmt.Errorf("catalog relations: %w", err)
@@ -499,6 +503,7 @@ func lookupRelations(ctx context.Context, conn *pgx.Conn, names []string, rels m
 			return nil, fmt.Errorf("catalog relations: %w", err)
 		}
 		access[oid] = acc
+		readers[oid] = append(readers[oid], ri.Name)
 		ri.Kind = kind[0]
 		ri.KeyType, ri.Key = primaryKey(key)
 		rels[ri.Name] = append(rels[ri.Name], ri)

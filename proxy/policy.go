@@ -1,0 +1,68 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// policiesSQL returns the row security policies that filter reads of the
+// relations among $1 whose row security is on, with their USING
+// expressions.
+const policiesSQL = `
+SELECT p.polrelid, p.polname, c.relname, pg_get_expr(p.polqual, p.polrelid)
+FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+WHERE p.polrelid = ANY($1) AND c.relrowsecurity AND p.polcmd IN ('r', '*') AND p.polqual IS NOT NULL`
+
+// lookupPolicies makes uncacheable the answers that read, directly or
+// through a view, a relation whose row security policy depends on more
+// than the row and the role (policyDependsOnMore). Such a policy is a
+// dependency no statement names: a cached answer of the relation would
+// outlive, say, a membership row the policy reads. readers maps each
+// relation looked up to the names whose answers read it.
+func lookupPolicies(ctx context.Context, conn *pgx.Conn, readers map[uint32][]string, rels map[string]relFacts) error {
+	rows, err := conn.Query(ctx, policiesSQL, slices.Collect(maps.Keys(readers)))
+	if err != nil {
+		return fmt.Errorf("catalog row security policies: %w", err)
+	}
+	var oid uint32
+	var policy, table, using string
+	_, err = pgx.ForEachRow(rows, []any{&oid, &policy, &table, &using}, func() error {
+		if !policyDependsOnMore(using) {
+			return nil
+		}
+		reason := fmt.Sprintf("row security policy %s on %s reads more than the row and the role: %s", policy, table, using)
+		for _, name := range readers[oid] {
+			rf := rels[name]
+			if rf.reason == "" {
+				rf.reason = reason
+			}
+			rels[name] = rf
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("catalog row security policies: %w", err)
+	}
+	return nil
+}
+
+// policyCall matches, in an expression as pg_get_expr prints it, a
+// function call (a name, quoted or not, right before its parenthesis; IN (
+// and ANY ( have a space), a subquery, and the SQL value functions that read the clock or
+// the search path. CURRENT_USER, SESSION_USER and CURRENT_ROLE are allowed:
+// the cache key carries the role. A type modifier such as varchar(10)
+// matches too, which only costs caching.
+var policyCall = regexp.MustCompile(`(?i)[a-z0-9_$"]\(|\bselect\b|\b(current_date|current_time|current_timestamp|localtime|localtimestamp|current_schema|current_catalog)\b`)
+
+// policyDependsOnMore says whether a policy's USING expression may depend
+// on anything besides the row's own columns, constants and the role:
+// another table (a subquery), a function (which may read tables, the
+// clock or settings), the clock.
+func policyDependsOnMore(using string) bool {
+	return policyCall.MatchString(using)
+}
