@@ -177,6 +177,28 @@ func TestCacheNeverLeaks(t *testing.T) {
 		if got := metricValue(t, sc, "sqlcache_cache_hits_total") - hits; got < 1 {
 			t.Errorf("reads of docs, whose policy compares the row with the role, were not cached")
 		}
+		// A policy on a setting keeps tenants apart by the session's SET,
+		// which is in the key: cached, and not shared.
+		pg.Exec(t, `CREATE TABLE tenantdocs (id int PRIMARY KEY, tenant text, body text)`)
+		pg.Exec(t, `INSERT INTO tenantdocs VALUES (1, 'a', 'doc of a'), (2, 'b', 'doc of b')`)
+		pg.Exec(t, `ALTER TABLE tenantdocs ENABLE ROW LEVEL SECURITY`)
+		pg.Exec(t, `CREATE POLICY tenant ON tenantdocs USING (tenant = current_setting('app.tenant', true))`)
+		pg.Exec(t, `GRANT SELECT ON tenantdocs TO app`)
+		waitApplied(t, sc)
+		ta := connect(t, sc.URL("app", "", "postgres"))
+		tb := connect(t, sc.URL("app", "", "postgres"))
+		for c, tenant := range map[*pgx.Conn]string{ta: "a", tb: "b"} {
+			if _, err := c.Exec(t.Context(), `SET app.tenant = '`+tenant+`'`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		const tq = `SELECT string_agg(body, ',') FROM tenantdocs`
+		hits = metricValue(t, sc, "sqlcache_cache_hits_total")
+		twice(t, ta, tq, "doc of a")
+		twice(t, tb, tq, "doc of b")
+		if got := metricValue(t, sc, "sqlcache_cache_hits_total") - hits; got != 2 {
+			t.Errorf("reads under a policy on current_setting: %v cache hits; want 2", got)
+		}
 	})
 	t.Run("temp_table_shadows", func(t *testing.T) {
 		c := connect(t, sc.URL("app", "", "postgres"))

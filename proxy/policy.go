@@ -59,10 +59,18 @@ func lookupPolicies(ctx context.Context, conn *pgx.Conn, readers map[uint32][]st
 // matches too, which only costs caching.
 var policyCall = regexp.MustCompile(`(?i)[a-z0-9_$"]\(|\bselect\b|\b(current_date|current_time|current_timestamp|localtime|localtimestamp|current_schema|current_catalog)\b`)
 
+// settingRead matches current_setting('name') with a constant name, as
+// pg_get_expr prints it, with or without missing_ok. A setting is in the
+// cache key when the session sets it (SET, startup options); the session
+// bypasses the cache after set_config(); and role, database and server
+// defaults are watched by the access checks. So a policy on a setting,
+// the usual way to keep tenants apart, keeps its answers cacheable.
+var settingRead = regexp.MustCompile(`(?i)\bcurrent_setting\('(?:[^']|'')*'::text(?:, (?:true|false))?\)`)
+
 // policyDependsOnMore says whether a policy's USING expression may depend
-// on anything besides the row's own columns, constants and the role:
-// another table (a subquery), a function (which may read tables, the
-// clock or settings), the clock.
+// on anything besides the row's own columns, constants, the role and the
+// session's settings: another table (a subquery), a function (which may
+// read tables or the clock), the clock.
 func policyDependsOnMore(using string) bool {
-	return policyCall.MatchString(using)
+	return policyCall.MatchString(settingRead.ReplaceAllString(using, "setting"))
 }

@@ -19,7 +19,11 @@ func TestPolicyDependsOnMore(t *testing.T) {
 		{"(published_at < now())", true},
 		{"(valid_until > CURRENT_TIMESTAMP)", true},
 		{"(day = CURRENT_DATE)", true},
-		{"(tenant = current_setting('app.tenant'::text))", true},
+		{"(tenant = current_setting('app.tenant'::text))", false},
+		{"(tenant_id = (current_setting('app.tenant'::text, true))::integer)", false},
+		{"(tenant = current_setting('it''s'::text))", false},
+		{"(tenant = current_setting(name_of(id)))", true},
+		{"(tenant = current_setting('app.tenant'::text) AND (ts < now()))", true},
 		{"(tenant = auth.uid())", true},
 		{"(tenant = \"Auth\".\"Uid\"())", true},
 	}
