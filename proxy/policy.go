@@ -20,7 +20,7 @@ WHERE p.polrelid = ANY($1) AND c.relrowsecurity AND p.polcmd IN ('r', '*') AND p
 
 // lookupPolicies makes uncacheable the answers that read, directly or
 // through a view, a relation whose row security policy depends on more
-// than the row and the role (policyDependsOnMore). Such a policy is a
+// than the row, the role and the session's settings (policyDependsOnMore). Such a policy is a
 // dependency no statement names: a cached answer of the relation would
 // outlive, say, a membership row the policy reads. readers maps each
 // relation looked up to the names whose answers read it.
@@ -35,7 +35,7 @@ func lookupPolicies(ctx context.Context, conn *pgx.Conn, readers map[uint32][]st
 		if !policyDependsOnMore(using) {
 			return nil
 		}
-		reason := fmt.Sprintf("row security policy %s on %s reads more than the row and the role: %s", policy, table, using)
+		reason := fmt.Sprintf("row security policy %s on %s reads more than the row, the role and settings: %s", policy, table, using)
 		for _, name := range readers[oid] {
 			rf := rels[name]
 			if rf.reason == "" {
