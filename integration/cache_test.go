@@ -76,6 +76,9 @@ func TestCacheHitWhileLocked(t *testing.T) {
 	pg.Exec(t, `CREATE TABLE scores (player text PRIMARY KEY, score int)`)
 	pg.Exec(t, `INSERT INTO scores VALUES ('ada', 42), ('grace', 57)`)
 	pg.Exec(t, `GRANT ALL ON scores TO app`)
+	// The INSERT reaches sqlcache through the change stream too; it must
+	// not drop what the first reads cache.
+	waitApplied(t, sc)
 	const q = `SELECT player, score FROM scores ORDER BY score DESC`
 
 	modes := map[string]pgx.QueryExecMode{
