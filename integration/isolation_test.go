@@ -397,13 +397,25 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 	}
 	waitApplied(t, sc)
 	hits := func() float64 { return metricValue(t, sc, "sqlcache_cache_hits_total") }
-	// read runs q on conn; a read that is not a hit is an error here.
 	read := func(t *testing.T, conn *pgx.Conn, q string) (string, error) {
 		t.Helper()
 		var v string
 		err := conn.QueryRow(t.Context(), q).Scan(&v)
 		return v, err
 	}
+	// answer polls q on conn for eventually: its value, or the SQLSTATE
+	// it fails with.
+	answer := func(t *testing.T, conn *pgx.Conn, q string) func() (string, error) {
+		return func() (string, error) {
+			v, err := read(t, conn, q)
+			if err != nil {
+				return pgCode(err), nil
+			}
+			return v, nil
+		}
+	}
+	// Many checks (catalog_check is 200ms) fit in the limit.
+	const limit = 10 * time.Second
 	cached := func(t *testing.T, conn *pgx.Conn, q, want string) {
 		t.Helper()
 		for i := range 2 {
@@ -417,22 +429,6 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 			}
 		}
 	}
-	// eventually polls until check passes, for up to 50 checks.
-	eventually := func(t *testing.T, what string, check func() (string, bool)) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			got, ok := check()
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: still %s after 10s (catalog_check is 200ms)", what, got)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-
 	// A first read opens the database's service connection: from then on
 	// the access checks run.
 	if _, err := read(t, connect(t, sc.URL("app", "", "postgres")), `SELECT v FROM pub`); err != nil {
@@ -444,10 +440,7 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		t.Helper()
 		const series = `sqlcache_catalog_access_checks_total{result="ok"}`
 		n := metricValue(t, sc, series)
-		eventually(t, "access checks", func() (string, bool) {
-			got := metricValue(t, sc, series)
-			return fmt.Sprintf("%v more", got-n), got >= n+2
-		})
+		waitUntil(t, limit, "two access checks", func() bool { return metricValue(t, sc, series) >= n+2 })
 	}
 
 	t.Run("unrelated_ddl", func(t *testing.T) {
@@ -472,10 +465,7 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		const q = `SELECT v FROM secret WHERE id = 1`
 		cached(t, app, q, "hidden")
 		pg.Exec(t, `REVOKE SELECT ON secret FROM app`)
-		eventually(t, "after REVOKE on the database", func() (string, bool) {
-			v, err := read(t, app, q)
-			return fmt.Sprintf("%q, %v", v, err), pgCode(err) == "42501"
-		})
+		eventually(t, limit, answer(t, app, q), "42501") // permission denied
 		if n := metricValue(t, sc, `sqlcache_cache_invalidations_total{cause="catalog"}`); n < 1 {
 			t.Errorf("sqlcache_cache_invalidations_total{cause=\"catalog\"} = %v; want at least 1", n)
 		}
@@ -491,10 +481,7 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		const q = `SELECT v FROM public.fresh WHERE id = 1`
 		cached(t, app, q, "new")
 		pg.Exec(t, `REVOKE SELECT ON fresh FROM app`)
-		eventually(t, "after REVOKE on a table first read since the last check", func() (string, bool) {
-			v, err := read(t, app, q)
-			return fmt.Sprintf("%q, %v", v, err), pgCode(err) == "42501"
-		})
+		eventually(t, limit, answer(t, app, q), "42501")
 	})
 	t.Run("role_search_path", func(t *testing.T) {
 		// ALTER ROLE … SET applies to sessions that start later; nothing
@@ -502,12 +489,11 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		app := connect(t, sc.URL("app", "", "postgres"))
 		cached(t, app, `SELECT v FROM t`, "from a")
 		pg.Exec(t, `ALTER ROLE app SET search_path = b, public`)
-		eventually(t, "a new session after ALTER ROLE app SET search_path = b", func() (string, bool) {
+		eventually(t, limit, func() (string, error) {
 			c := connect(t, sc.URL("app", "", "postgres"))
 			defer c.Close(t.Context())
-			v, err := read(t, c, `SELECT v FROM t`)
-			return fmt.Sprintf("%q, %v", v, err), err == nil && v == "from b"
-		})
+			return read(t, c, `SELECT v FROM t`)
+		}, "from b")
 	})
 	t.Run("view_redefined", func(t *testing.T) {
 		pg.Exec(t, `CREATE VIEW shown AS SELECT v FROM pub`)
@@ -516,10 +502,7 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		app := connect(t, sc.URL("app", "", "postgres"))
 		cached(t, app, `SELECT v FROM public.shown`, "open")
 		pg.Exec(t, `CREATE OR REPLACE VIEW shown AS SELECT upper(v) AS v FROM pub`)
-		eventually(t, "after CREATE OR REPLACE VIEW on the database", func() (string, bool) {
-			v, err := read(t, app, `SELECT v FROM public.shown`)
-			return fmt.Sprintf("%q, %v", v, err), err == nil && v == "OPEN"
-		})
+		eventually(t, limit, answer(t, app, `SELECT v FROM public.shown`), "OPEN")
 	})
 	t.Run("column_added", func(t *testing.T) {
 		// ADD COLUMN with a default rewrites no rows: nothing reaches the
@@ -550,10 +533,10 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 			t.Fatalf("%s was not cached", q)
 		}
 		pg.Exec(t, `ALTER TABLE wide ADD COLUMN extra int DEFAULT 7`)
-		eventually(t, "after ALTER TABLE ... ADD COLUMN on the database", func() (string, bool) {
+		eventually(t, limit, func() (string, error) {
 			n, err := columns()
-			return fmt.Sprintf("%d columns, %v", n, err), err == nil && n == 2
-		})
+			return fmt.Sprint(n), err
+		}, "2")
 	})
 	t.Run("function_redefined", func(t *testing.T) {
 		pg.Exec(t, `CREATE FUNCTION public.rate() RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT 7'`)
@@ -562,10 +545,7 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		const q = `SELECT v || public.rate() FROM public.pub`
 		cached(t, app, q, "open7")
 		pg.Exec(t, `CREATE OR REPLACE FUNCTION public.rate() RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT 8'`)
-		eventually(t, "after CREATE OR REPLACE FUNCTION on the database", func() (string, bool) {
-			v, err := read(t, app, q)
-			return fmt.Sprintf("%q, %v", v, err), err == nil && v == "open8"
-		})
+		eventually(t, limit, answer(t, app, q), "open8")
 	})
 	t.Run("server_search_path", func(t *testing.T) {
 		// A default from postgresql.conf (ALTER SYSTEM, reload) applies to
@@ -573,18 +553,12 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		pg.Exec(t, `ALTER SYSTEM SET search_path = a, public`)
 		pg.Exec(t, `SELECT pg_reload_conf()`)
 		pw := connect(t, sc.URL("pwuser", "pwpass", "postgres"))
-		eventually(t, "a session after ALTER SYSTEM SET search_path = a and a reload", func() (string, bool) {
-			v, err := read(t, pw, `SELECT v FROM t`)
-			return fmt.Sprintf("%q, %v", v, err), err == nil && v == "from a"
-		})
+		eventually(t, limit, answer(t, pw, `SELECT v FROM t`), "from a")
 		checked(t)
 		pw = connect(t, sc.URL("pwuser", "pwpass", "postgres"))
 		cached(t, pw, `SELECT v FROM t`, "from a")
 		pg.Exec(t, `ALTER SYSTEM SET search_path = b, public`)
 		pg.Exec(t, `SELECT pg_reload_conf()`)
-		eventually(t, "a session after ALTER SYSTEM SET search_path = b and a reload", func() (string, bool) {
-			v, err := read(t, pw, `SELECT v FROM t`)
-			return fmt.Sprintf("%q, %v", v, err), err == nil && v == "from b"
-		})
+		eventually(t, limit, answer(t, pw, `SELECT v FROM t`), "from b")
 	})
 }

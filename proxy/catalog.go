@@ -176,7 +176,7 @@ func (d *dbCatalog) known(epoch uint64, a *cachepolicy.Analysis) (cachepolicy.Fa
 
 // fill looks up the names of a that are not known yet and returns what
 // it found, for the caller to add under d.mu. The caller holds
-// d.lookupMu.
+// d.lookupMu, and known has said that something is missing.
 func (c *catalog) fill(ctx context.Context, d *dbCatalog, db string, a *cachepolicy.Analysis) (map[string]relFacts, map[string][]cachepolicy.FuncInfo, error) {
 	var names []string
 	for _, r := range a.Relations {
@@ -188,11 +188,8 @@ func (c *catalog) fill(ctx context.Context, d *dbCatalog, db string, a *cachepol
 	for _, r := range a.Relations {
 		funcs = append(funcs, d.rels[r.Name].funcs...)
 	}
-	if len(names) == 0 && d.knowsFuncs(funcs) {
-		return nil, nil, nil
-	}
-	// The timeout only where a lookup is made: a context with a deadline
-	// costs a timer, which a statement of a known shape need not pay.
+	// The timeout only here: a statement of a known shape (known) pays for
+	// no timer.
 	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
 	conn, err := c.connect(ctx, d, db)

@@ -128,17 +128,11 @@ func New(cfg Config) (*Proxy, error) {
 // answers cached under the old ones within that time too.
 func (p *Proxy) refreshPlans(every time.Duration) {
 	defer p.bg.Done()
+	// A check in progress ends with Close; so does this goroutine.
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stop := make(chan struct{})
-	defer close(stop)
 	go func() {
-		// A check in progress ends with Close.
-		select {
-		case <-p.closeCh:
-			cancel()
-		case <-stop:
-		}
+		<-p.closeCh
+		cancel()
 	}()
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -147,8 +141,10 @@ func (p *Proxy) refreshPlans(every time.Duration) {
 		case <-p.closeCh:
 			return
 		case <-t.C:
-			p.planner.forgetAll()
+			// The check first: while it holds a database's lookups,
+			// statements still find their plans and do not wait for it.
 			p.catalog.checkAllAccess(ctx)
+			p.planner.forgetAll()
 		}
 	}
 }
