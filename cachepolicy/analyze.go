@@ -237,6 +237,7 @@ const (
 	whySetConfig
 	whySample
 	whyValueFunc
+	whyCatalogCast
 	whyClockLiteral
 	whyCount
 )
@@ -291,6 +292,10 @@ func (sc *scan) visit(m proto.Message) bool {
 		sc.reject(whySample, "TABLESAMPLE")
 	case *pg_query.SQLValueFunction:
 		sc.reject(whyValueFunc, valueFuncReason(n.GetOp()))
+	case *pg_query.TypeCast:
+		if typ := typeName(n.GetTypeName()); catalogTypes[typ] {
+			sc.reject(whyCatalogCast, "reads the catalog (::"+typ+")")
+		}
 	case *pg_query.A_Const:
 		if s := n.GetSval(); s != nil && ReadsClock(s.GetSval()) {
 			sc.reject(whyClockLiteral, "reads the clock ("+quoteLiteral(s.GetSval())+")")
@@ -358,6 +363,28 @@ func lockingName(s pg_query.LockClauseStrength) string {
 		return "FOR NO KEY UPDATE"
 	}
 	return "FOR UPDATE"
+}
+
+// catalogTypes are the object identifier types whose input and output
+// functions look names up in the system catalogs: 'orders'::regclass is
+// an OID that changes when the table is dropped and created again, and
+// 16384::regclass a name that changes with ALTER TABLE ... RENAME. The
+// change stream carries no catalog changes, so such a cast is never
+// cached.
+var catalogTypes = map[string]bool{
+	"regclass": true, "regcollation": true, "regconfig": true, "regdictionary": true,
+	"regnamespace": true, "regoper": true, "regoperator": true, "regproc": true,
+	"regprocedure": true, "regrole": true, "regtype": true,
+}
+
+// typeName is the unqualified name of a type as written (regclass for
+// pg_catalog.regclass and regclass[]).
+func typeName(tn *pg_query.TypeName) string {
+	names := tn.GetNames()
+	if len(names) == 0 {
+		return ""
+	}
+	return names[len(names)-1].GetString_().GetSval()
 }
 
 // valueFuncReason names an SQL value function such as CURRENT_TIMESTAMP(3)

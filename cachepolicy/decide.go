@@ -298,7 +298,73 @@ func functionProblem(name string, overloads []FuncInfo) string {
 			return name + "() reads the clock/session"
 		}
 	}
+	for _, fn := range overloads {
+		if fn.Volatility == 's' && !argumentsOnlyFuncs[name] {
+			return name + "() reads the catalog or server state"
+		}
+	}
 	return ""
+}
+
+// argumentsOnlyFuncs are the built-in STABLE functions whose result
+// depends only on their arguments and on settings (TimeZone, DateStyle,
+// lc_monetary, default_text_search_config…), which the key carries as the
+// session sets them and the proxy's catalog check watches as defaults.
+// Every other built-in STABLE function is taken to read the catalogs or
+// the server's state, which the change stream does not carry:
+// to_regclass('t') stays NULL after CREATE TABLE t, has_table_privilege
+// after GRANT, pg_get_viewdef after CREATE OR REPLACE VIEW, enum_range
+// after ALTER TYPE ... ADD VALUE. A list of what is safe, not of what is
+// not, so that a function this list does not know is not cached.
+var argumentsOnlyFuncs = setOf(
+	// Dates and times: the time zone and date style are settings.
+	"date", "date_part", "date_trunc", "extract", "make_timestamptz", "overlaps",
+	"time", "timestamp", "timestamptz", "timetz", "timezone", "to_char", "to_date",
+	"to_number", "to_timestamp", "generate_series", "in_range",
+	"date_in", "date_out", "time_in", "timetz_in", "timestamp_in", "timestamp_out",
+	"timestamptz_in", "timestamptz_out", "interval_in", "interval_out",
+	"interval_pl_timestamptz", "timestamptz_pl_interval", "timestamptz_mi_interval",
+	"date_cmp_timestamptz", "date_eq_timestamptz", "date_ne_timestamptz",
+	"date_lt_timestamptz", "date_le_timestamptz", "date_gt_timestamptz", "date_ge_timestamptz",
+	"timestamp_cmp_timestamptz", "timestamp_eq_timestamptz", "timestamp_ne_timestamptz",
+	"timestamp_lt_timestamptz", "timestamp_le_timestamptz", "timestamp_gt_timestamptz",
+	"timestamp_ge_timestamptz", "timestamptz_cmp_date", "timestamptz_eq_date",
+	"timestamptz_ne_date", "timestamptz_lt_date", "timestamptz_le_date", "timestamptz_gt_date",
+	"timestamptz_ge_date", "timestamptz_cmp_timestamp", "timestamptz_eq_timestamp",
+	"timestamptz_ne_timestamp", "timestamptz_lt_timestamp", "timestamptz_le_timestamp",
+	"timestamptz_gt_timestamp", "timestamptz_ge_timestamp",
+	"jsonb_path_exists_tz", "jsonb_path_match_tz", "jsonb_path_query_tz",
+	"jsonb_path_query_array_tz", "jsonb_path_query_first_tz",
+	// Text, money and numbers: output functions of the arguments' types.
+	"concat", "concat_ws", "format", "quote_literal", "quote_nullable", "length",
+	"convert", "convert_from", "convert_to", "anytextcat", "textanycat",
+	"array_to_string", "cash_in", "cash_out", "money", "numeric",
+	// JSON built from values.
+	"to_json", "to_jsonb", "array_to_json", "row_to_json",
+	"json_agg", "json_agg_transfn", "json_object_agg", "json_object_agg_transfn",
+	"json_build_array", "json_build_object", "jsonb_agg", "jsonb_agg_transfn",
+	"jsonb_agg_finalfn", "jsonb_object_agg_transfn", "jsonb_object_agg_finalfn",
+	"jsonb_build_array", "jsonb_build_object",
+	"json_populate_record", "json_populate_recordset", "json_to_record", "json_to_recordset",
+	"jsonb_populate_record", "jsonb_populate_recordset", "jsonb_to_record", "jsonb_to_recordset",
+	// Full-text search: the configuration is an argument or a setting.
+	// Configurations and dictionaries changed on the server are not
+	// watched (README, Limits).
+	"to_tsvector", "to_tsquery", "plainto_tsquery", "phraseto_tsquery",
+	"websearch_to_tsquery", "ts_headline", "ts_match_tq", "ts_match_tt",
+	"json_to_tsvector", "jsonb_to_tsvector",
+	"xml", "xml_is_well_formed",
+	// The server's fixed properties.
+	"version", "getdatabaseencoding", "pg_client_encoding",
+	"pg_char_to_encoding", "pg_encoding_to_char", "pg_column_size",
+)
+
+func setOf(names ...string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
 }
 
 // clockSessionFuncs are the built-in STABLE functions whose result depends

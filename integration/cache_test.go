@@ -526,3 +526,81 @@ func TestCacheDependencies(t *testing.T) {
 		t.Errorf("a query with the parameter 'now' was answered from the cache (%v hits)", got-hits)
 	}
 }
+
+// TestCatalogReadersNotCached: what reads the system catalogs is never
+// answered from the cache, because no change to the catalogs reaches the
+// change stream. A migration tool asks to_regclass whether its table
+// exists, creates it, and asks again; a cached NULL would have it create
+// the table twice.
+func TestCatalogReadersNotCached(t *testing.T) {
+	pg, sc := startCache(t, nil)
+	pg.Exec(t, `CREATE ROLE reader`)
+	pg.Exec(t, `CREATE TABLE thing (id int PRIMARY KEY)`)
+	pg.Exec(t, `CREATE TABLE named (id int PRIMARY KEY)`)
+	conn := connect(t, sc.URL("postgres", "", "postgres"))
+	text := func(q string) string {
+		t.Helper()
+		var s *string
+		if err := conn.QueryRow(t.Context(), q).Scan(&s); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if s == nil {
+			return "NULL"
+		}
+		return *s
+	}
+	direct := func(q string) string {
+		t.Helper()
+		var s *string
+		if err := pg.Conn(t).QueryRow(t.Context(), q).Scan(&s); err != nil {
+			t.Fatalf("%s directly: %v", q, err)
+		}
+		if s == nil {
+			return "NULL"
+		}
+		return *s
+	}
+	for _, tc := range []struct {
+		name, read string
+		change     func()
+	}{
+		{"to_regclass after CREATE TABLE through sqlcache", `SELECT to_regclass('public.schema_migrations')::text`, func() {
+			if _, err := conn.Exec(t.Context(), `CREATE TABLE schema_migrations (version bigint PRIMARY KEY)`); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"privilege after GRANT on the database", `SELECT has_table_privilege('reader', 'thing', 'SELECT')::text`, func() {
+			pg.Exec(t, `GRANT SELECT ON thing TO reader`)
+		}},
+		{"regclass cast after the table is made again", `SELECT 'thing'::regclass::oid::text`, func() {
+			pg.Exec(t, `DROP TABLE thing`)
+			pg.Exec(t, `CREATE TABLE thing (id int PRIMARY KEY)`)
+		}},
+		{"name of an OID after RENAME", `SELECT ` + direct(`SELECT 'named'::regclass::oid::text`) + `::oid::regclass::text`, func() {
+			pg.Exec(t, `ALTER TABLE named RENAME TO renamed`)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := text(tc.read)
+			if again := text(tc.read); again != before {
+				t.Fatalf("%s changed on its own: %s then %s", tc.read, before, again)
+			}
+			tc.change()
+			want := direct(tc.read)
+			if want == before {
+				t.Fatalf("the change did not change %s directly (%s): the test proves nothing", tc.read, want)
+			}
+			if got := text(tc.read); got != want {
+				t.Errorf("%s after the change: %s through sqlcache, %s directly", tc.read, got, want)
+			}
+		})
+	}
+	// Built-in STABLE functions of their arguments and settings stay cached.
+	hits := metricValue(t, sc, "sqlcache_cache_hits_total")
+	for range 3 {
+		text(`SELECT to_char('2024-05-01 12:00+00'::timestamptz, 'YYYY-MM-DD HH24')`)
+	}
+	if got := metricValue(t, sc, "sqlcache_cache_hits_total"); got-hits != 2 {
+		t.Errorf("to_char of a timestamptz: %v hits of 3 reads; want 2", got-hits)
+	}
+}
