@@ -547,6 +547,35 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		pg.Exec(t, `CREATE OR REPLACE FUNCTION public.rate() RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT 8'`)
 		eventually(t, limit, answer(t, app, q), "open8")
 	})
+	t.Run("partition_attached", func(t *testing.T) {
+		// A table attached as a partition, or as an inheritance child,
+		// brings its rows into the parent's answers without a row change.
+		for _, stmt := range []string{
+			`CREATE TABLE parts (k int PRIMARY KEY) PARTITION BY RANGE (k)`,
+			`CREATE TABLE parts_lo PARTITION OF parts FOR VALUES FROM (0) TO (100)`,
+			`CREATE TABLE parts_hi (k int PRIMARY KEY)`,
+			`INSERT INTO parts VALUES (1)`, `INSERT INTO parts_hi VALUES (100), (101)`,
+			`CREATE TABLE kin (k int)`, `CREATE TABLE kin_child (k int)`,
+			`ALTER TABLE kin REPLICA IDENTITY FULL`, `ALTER TABLE kin_child REPLICA IDENTITY FULL`,
+			`INSERT INTO kin_child VALUES (1), (2)`,
+			`GRANT SELECT ON parts, kin TO app`,
+		} {
+			pg.Exec(t, stmt)
+		}
+		waitApplied(t, sc)
+		checked(t)
+		app := connect(t, sc.URL("app", "", "postgres"))
+		cached(t, app, `SELECT count(*)::text FROM public.parts`, "1")
+		cached(t, app, `SELECT count(*)::text FROM public.kin`, "0")
+		pg.Exec(t, `ALTER TABLE parts ATTACH PARTITION parts_hi FOR VALUES FROM (100) TO (200)`)
+		pg.Exec(t, `ALTER TABLE kin_child INHERIT kin`)
+		eventually(t, limit, answer(t, app, `SELECT count(*)::text FROM public.parts`), "3")
+		eventually(t, limit, answer(t, app, `SELECT count(*)::text FROM public.kin`), "2")
+		checked(t)
+		cached(t, app, `SELECT count(*)::text FROM public.parts`, "3")
+		pg.Exec(t, `ALTER TABLE parts DETACH PARTITION parts_lo`)
+		eventually(t, limit, answer(t, app, `SELECT count(*)::text FROM public.parts`), "2")
+	})
 	t.Run("server_search_path", func(t *testing.T) {
 		// A default from postgresql.conf (ALTER SYSTEM, reload) applies to
 		// every session that has not set its own, the running ones too.

@@ -22,7 +22,10 @@ import (
 // changes what its cached answers should have been), and its columns with
 // their privileges (after ALTER TABLE … ADD COLUMN a cached SELECT * lacks
 // one; the change stream would tell only when rows of the table next
-// change). Values rather than row versions (xmin), so that TRUNCATE,
+// change), and its partitions and inheritance children at every depth
+// (ATTACH PARTITION and ALTER TABLE … INHERIT add rows to its answers that
+// no row change announces; DETACH and NO INHERIT take them away). Values
+// rather than row versions (xmin), so that TRUNCATE,
 // ANALYZE and the like, which rewrite pg_class rows, are not changes.
 //
 // Each relation sqlcache looks up is described by the same lookup
@@ -33,7 +36,10 @@ var accessColumn = `concat_ws(':', c.relowner, c.relacl, c.relrowsecurity, c.rel
   (SELECT string_agg(p::text, ',' ORDER BY p.oid) FROM pg_policy p WHERE p.polrelid = c.oid),
   (SELECT ` + sqlDigest(`r.ev_action::text`) + ` FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename = '_RETURN'),
   (SELECT ` + sqlDigest(`string_agg(concat_ws(' ', a.attnum, a.attname, a.atttypid, a.atttypmod, a.attcollation, a.attacl), ',' ORDER BY a.attnum)`) + `
-     FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))`
+     FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+  (WITH RECURSIVE d(oid) AS (SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = c.oid
+     UNION SELECT i.inhrelid FROM pg_inherits i JOIN d ON i.inhparent = d.oid)
+   SELECT string_agg(d.oid::text, ',' ORDER BY d.oid) FROM d))`
 
 var accessRelationsSQL = `SELECT c.oid, ` + accessColumn + ` FROM pg_class c WHERE c.oid = ANY($1)`
 
