@@ -375,10 +375,11 @@ func TestStampede(t *testing.T) {
 }
 
 // TestAccessChangedBehindSqlcache: privileges, role and server settings,
-// view and function definitions and columns changed directly on the
-// database, where sqlcache cannot see the DDL (it is not in the change
-// stream), drop the answers cached under the old ones within
-// cache.catalog_check; DDL that changes none of these does not.
+// view and function definitions, columns, partitions, and the tables and
+// functions names resolve to, changed directly on the database, where
+// sqlcache cannot see the DDL (it is not in the change stream), drop the
+// answers cached under the old ones within cache.catalog_check; DDL that
+// changes none of these does not.
 func TestAccessChangedBehindSqlcache(t *testing.T) {
 	pg, sc := startCache(t, map[string]any{"cache": map[string]any{"catalog_check": "200ms"}})
 	for _, stmt := range []string{
@@ -414,6 +415,16 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 			return v, nil
 		}
 	}
+	// fresh polls q on a new connection each time: a statement a session
+	// has prepared keeps the table and function its names resolved to
+	// when it was prepared, in PostgreSQL as through sqlcache.
+	fresh := func(t *testing.T, q string) func() (string, error) {
+		return func() (string, error) {
+			c := connect(t, sc.URL("app", "", "postgres"))
+			defer c.Close(t.Context())
+			return answer(t, c, q)()
+		}
+	}
 	// Many checks (catalog_check is 200ms) fit in the limit.
 	const limit = 10 * time.Second
 	cached := func(t *testing.T, conn *pgx.Conn, q, want string) {
@@ -441,6 +452,19 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		const series = `sqlcache_catalog_access_checks_total{result="ok"}`
 		n := metricValue(t, sc, series)
 		waitUntil(t, limit, "two access checks", func() bool { return metricValue(t, sc, series) >= n+2 })
+	}
+
+	// table makes table name (v text) with a row of each value, readable
+	// by app, and waits until the stream and two checks have seen it.
+	table := func(t *testing.T, name string, values ...string) {
+		t.Helper()
+		pg.Exec(t, `CREATE TABLE `+name+` (v text)`)
+		for _, v := range values {
+			pg.Exec(t, `INSERT INTO `+name+` VALUES ('`+v+`')`)
+		}
+		pg.Exec(t, `GRANT SELECT ON `+name+` TO app`)
+		waitApplied(t, sc)
+		checked(t)
 	}
 
 	t.Run("unrelated_ddl", func(t *testing.T) {
@@ -507,11 +531,7 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 	t.Run("column_added", func(t *testing.T) {
 		// ADD COLUMN with a default rewrites no rows: nothing reaches the
 		// change stream.
-		pg.Exec(t, `CREATE TABLE wide (v text)`)
-		pg.Exec(t, `INSERT INTO wide VALUES ('open')`)
-		pg.Exec(t, `GRANT SELECT ON wide TO app`)
-		waitApplied(t, sc)
-		checked(t)
+		table(t, "wide", "open")
 		app := connect(t, sc.URL("app", "", "postgres"))
 		const q = `SELECT * FROM public.wide`
 		columns := func() (int, error) {
@@ -575,6 +595,45 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		cached(t, app, `SELECT count(*)::text FROM public.parts`, "3")
 		pg.Exec(t, `ALTER TABLE parts DETACH PARTITION parts_lo`)
 		eventually(t, limit, answer(t, app, `SELECT count(*)::text FROM public.parts`), "2")
+	})
+	t.Run("table_swapped", func(t *testing.T) {
+		// Load a new table, then swap it in by renaming: the rows were
+		// written under the other name, and renames are not in the stream.
+		table(t, "prices", "old")
+		app := connect(t, sc.URL("app", "", "postgres"))
+		cached(t, app, `SELECT v FROM public.prices`, "old")
+		pg.Exec(t, `CREATE TABLE prices_new (v text)`)
+		pg.Exec(t, `INSERT INTO prices_new VALUES ('new')`)
+		pg.Exec(t, `GRANT SELECT ON prices_new TO app`)
+		pg.Exec(t, `BEGIN; ALTER TABLE prices RENAME TO prices_old; ALTER TABLE prices_new RENAME TO prices; COMMIT`)
+		eventually(t, limit, answer(t, app, `SELECT v FROM public.prices`), "new")
+	})
+	t.Run("dropped_and_created", func(t *testing.T) {
+		table(t, "batch", "gone")
+		app := connect(t, sc.URL("app", "", "postgres"))
+		cached(t, app, `SELECT count(*)::text FROM public.batch`, "1")
+		pg.Exec(t, `DROP TABLE batch`)
+		pg.Exec(t, `CREATE TABLE batch (v text)`)
+		pg.Exec(t, `GRANT SELECT ON batch TO app`)
+		eventually(t, limit, answer(t, app, `SELECT count(*)::text FROM public.batch`), "0")
+	})
+	t.Run("shadowed", func(t *testing.T) {
+		// app's search_path is b, public: a table made in b hides public's.
+		table(t, "public.listed", "public")
+		app := connect(t, sc.URL("app", "", "postgres"))
+		cached(t, app, `SELECT count(*)::text FROM listed`, "1")
+		pg.Exec(t, `CREATE TABLE b.listed (v text)`)
+		pg.Exec(t, `GRANT SELECT ON b.listed TO app`)
+		eventually(t, limit, fresh(t, `SELECT count(*)::text FROM listed`), "0")
+	})
+	t.Run("overload_created", func(t *testing.T) {
+		pg.Exec(t, `CREATE FUNCTION public.pick(numeric) RETURNS text IMMUTABLE LANGUAGE sql AS $$SELECT 'numeric'$$`)
+		checked(t)
+		app := connect(t, sc.URL("app", "", "postgres"))
+		const q = `SELECT v || public.pick(1) FROM public.pub`
+		cached(t, app, q, "opennumeric")
+		pg.Exec(t, `CREATE FUNCTION public.pick(int) RETURNS text IMMUTABLE LANGUAGE sql AS $$SELECT 'int'$$`)
+		eventually(t, limit, fresh(t, q), "openint")
 	})
 	t.Run("server_search_path", func(t *testing.T) {
 		// A default from postgresql.conf (ALTER SYSTEM, reload) applies to

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -32,7 +34,7 @@ import (
 // (relationsSQL, viewBasesSQL), before any answer that reads it can be
 // cached; accessRelationsSQL describes those relations again at each
 // check. Relations no answer reads are not watched.
-var accessColumn = `concat_ws(':', c.relowner, c.relacl, c.relrowsecurity, c.relforcerowsecurity,
+var accessColumn = `concat_ws(':', c.relname, c.relnamespace, c.relowner, c.relacl, c.relrowsecurity, c.relforcerowsecurity,
   (SELECT string_agg(p::text, ',' ORDER BY p.oid) FROM pg_policy p WHERE p.polrelid = c.oid),
   (SELECT ` + sqlDigest(`r.ev_action::text`) + ` FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename = '_RETURN'),
   (SELECT ` + sqlDigest(`string_agg(concat_ws(' ', a.attnum, a.attname, a.atttypid, a.atttypmod, a.attcollation, a.attacl), ',' ORDER BY a.attnum)`) + `
@@ -54,7 +56,7 @@ func sqlDigest(expr string) string {
 // are cached; CREATE OR REPLACE FUNCTION made elsewhere changes what they
 // should have been. The functions sqlcache looked up (functionsSQL) are
 // watched as relations are.
-var funcAccessColumn = sqlDigest(`concat_ws(':', p.proowner, p.proacl, p.provolatile, p.prosecdef, p.proconfig, p.prorettype, p.proargtypes, p.prosrc, p.probin)`)
+var funcAccessColumn = sqlDigest(`concat_ws(':', p.proname, p.pronamespace, p.proowner, p.proacl, p.provolatile, p.prosecdef, p.proconfig, p.prorettype, p.proargtypes, p.prosrc, p.probin)`)
 
 var accessFunctionsSQL = `SELECT p.oid, ` + funcAccessColumn + ` FROM pg_proc p WHERE p.oid = ANY($1)`
 
@@ -77,41 +79,96 @@ SELECT ` + sqlDigest(`concat_ws('|',
   (SELECT string_agg(g.name || '=' || g.setting, ',' ORDER BY g.name) FROM pg_settings g
      WHERE g.context IN ('user', 'superuser')))`)
 
+// relNamesSQL and funcNamesSQL list, for each name among $1, the OIDs of
+// the relations (not temporary: only their own session sees those, and it
+// stops using the cache) and of the functions of that name, in every
+// schema, as lookupRelations and lookupFunctions record them (appendOID).
+// A name's list changes when a relation or function of that name is
+// created, dropped or renamed: a table created in a schema earlier on the
+// search path shadows the one an answer read, a table swapped in by
+// ALTER TABLE … RENAME, or dropped and created again, is another table
+// under the same name, and a new overload of a function may be the one a
+// call now resolves to. None of that is in the change stream.
+var relNamesSQL = `SELECT n, coalesce((SELECT string_agg(c.oid::text, ',' ORDER BY c.oid)
+  FROM pg_class c WHERE c.relname = n AND c.relpersistence <> 't'), '') FROM unnest($1::text[]) n`
+
+var funcNamesSQL = `SELECT n, coalesce((SELECT string_agg(p.oid::text, ',' ORDER BY p.oid)
+  FROM pg_proc p WHERE p.proname = n), '') FROM unnest($1::text[]) n`
+
 // access is what accessSharedSQL returned, accessColumn of each watched
-// relation and funcAccessColumn of each watched function, by OID.
+// relation and funcAccessColumn of each watched function by OID, and the
+// OIDs of each watched relation and function name.
 type access struct {
-	shared string
-	rels   map[uint32]string
-	funcs  map[uint32]string
+	shared    string
+	rels      map[uint32]string
+	funcs     map[uint32]string
+	relNames  map[string]string
+	funcNames map[string]string
 }
 
-// changedFrom says whether a differs from old in anything they both have.
+func newAccess() *access {
+	return &access{
+		rels:      make(map[uint32]string),
+		funcs:     make(map[uint32]string),
+		relNames:  make(map[string]string),
+		funcNames: make(map[string]string),
+	}
+}
+
+// changedFrom says whether a differs from old in anything old has.
 func (a *access) changedFrom(old *access) bool {
 	if a.shared != old.shared {
 		return true
 	}
-	return changedIn(a.rels, old.rels) || changedIn(a.funcs, old.funcs)
+	return changedIn(a.rels, old.rels) || changedIn(a.funcs, old.funcs) ||
+		changedIn(a.relNames, old.relNames) || changedIn(a.funcNames, old.funcNames)
 }
 
-// changedIn says whether now and old differ for a key both have.
-func changedIn(now, old map[uint32]string) bool {
-	for oid, v := range now {
-		if w, ok := old[oid]; ok && w != v {
+// changedIn says whether now differs from old for a key of old. A key
+// missing from now is a change: the relation or function was dropped.
+func changedIn[K comparable](now, old map[K]string) bool {
+	for k, v := range old {
+		if w, ok := now[k]; !ok || w != v {
 			return true
 		}
 	}
 	return false
 }
 
+// appendOID adds oid to list, a name's OIDs as relNamesSQL and
+// funcNamesSQL spell them: ascending, comma-separated.
+func appendOID(list string, oid uint32) string {
+	var oids []uint32
+	for f := range strings.SplitSeq(list, ",") {
+		if n, err := strconv.ParseUint(f, 10, 32); err == nil {
+			oids = append(oids, uint32(n))
+		}
+	}
+	if i, found := slices.BinarySearch(oids, oid); !found {
+		oids = slices.Insert(oids, i, oid)
+	}
+	fields := make([]string, len(oids))
+	for i, o := range oids {
+		fields[i] = strconv.FormatUint(uint64(o), 10)
+	}
+	return strings.Join(fields, ",")
+}
+
 // readAccess reads the database's access now, for the relations and
 // functions watched in old (none if old is nil).
 func readAccess(ctx context.Context, conn *pgx.Conn, old *access) (*access, error) {
-	a := &access{rels: make(map[uint32]string), funcs: make(map[uint32]string)}
+	a := newAccess()
 	if old != nil {
 		if err := readWatched(ctx, conn, accessRelationsSQL, old.rels, a.rels); err != nil {
 			return nil, err
 		}
 		if err := readWatched(ctx, conn, accessFunctionsSQL, old.funcs, a.funcs); err != nil {
+			return nil, err
+		}
+		if err := readWatched(ctx, conn, relNamesSQL, old.relNames, a.relNames); err != nil {
+			return nil, err
+		}
+		if err := readWatched(ctx, conn, funcNamesSQL, old.funcNames, a.funcNames); err != nil {
 			return nil, err
 		}
 	}
@@ -121,8 +178,8 @@ func readAccess(ctx context.Context, conn *pgx.Conn, old *access) (*access, erro
 	return a, nil
 }
 
-// readWatched runs query for the OIDs of old into now.
-func readWatched(ctx context.Context, conn *pgx.Conn, query string, old, now map[uint32]string) error {
+// readWatched runs query for the keys (OIDs or names) of old into now.
+func readWatched[K comparable](ctx context.Context, conn *pgx.Conn, query string, old, now map[K]string) error {
 	if len(old) == 0 {
 		return nil
 	}
@@ -130,31 +187,35 @@ func readWatched(ctx context.Context, conn *pgx.Conn, query string, old, now map
 	if err != nil {
 		return err
 	}
-	var oid uint32
+	var k K
 	var v string
-	_, err = pgx.ForEachRow(rows, []any{&oid, &v}, func() error {
-		now[oid] = v
+	_, err = pgx.ForEachRow(rows, []any{&k, &v}, func() error {
+		now[k] = v
 		return nil
 	})
 	return err
 }
 
-// watch adds relations and functions looked up for the first time, as
-// the lookup described them, to those the access checks compare. The
-// caller holds d.lookupMu; d.access is set, since a connection checks
-// first.
-func (d *dbCatalog) watch(rels, funcs map[uint32]string) {
+// watch adds the relations, functions and names looked up for the first
+// time, as the lookup described them, to those the access checks compare:
+// what was watched already keeps its older description, so that a change
+// since is still seen. The caller holds d.lookupMu; d.access is set, since
+// a connection checks first.
+func (d *dbCatalog) watch(seen *access) {
 	if d.access == nil {
 		return
 	}
-	for oid, v := range rels {
-		if _, ok := d.access.rels[oid]; !ok {
-			d.access.rels[oid] = v
-		}
-	}
-	for oid, v := range funcs {
-		if _, ok := d.access.funcs[oid]; !ok {
-			d.access.funcs[oid] = v
+	addNew(d.access.rels, seen.rels)
+	addNew(d.access.funcs, seen.funcs)
+	addNew(d.access.relNames, seen.relNames)
+	addNew(d.access.funcNames, seen.funcNames)
+}
+
+// addNew adds to m the keys of seen it lacks.
+func addNew[K comparable](m, seen map[K]string) {
+	for k, v := range seen {
+		if _, ok := m[k]; !ok {
+			m[k] = v
 		}
 	}
 }
@@ -163,8 +224,9 @@ func (d *dbCatalog) watch(rels, funcs map[uint32]string) {
 // at the last check or lookup, on conn, and calls c.accessChanged if it
 // changed or if a check failed since. The first check only takes note: it
 // runs when the database's first service connection opens, before
-// anything of the database can be cached. A relation dropped since is no
-// longer watched. The caller holds d.lookupMu.
+// anything of the database can be cached. A watched relation or function
+// dropped since is a change, and is no longer watched after it. The
+// caller holds d.lookupMu.
 func (c *catalog) checkAccess(ctx context.Context, d *dbCatalog, db string, conn *pgx.Conn) error {
 	a, err := readAccess(ctx, conn, d.access)
 	c.accessChecked(err != nil)

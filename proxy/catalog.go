@@ -197,14 +197,14 @@ func (c *catalog) fill(ctx context.Context, d *dbCatalog, db string, a *cachepol
 		return nil, nil, err
 	}
 	rels := make(map[string]relFacts)
-	seen := make(map[uint32]string)
+	seen := newAccess()
 	if err := lookup(ctx, conn, names, rels, seen); err != nil {
 		// The connection may be broken; start afresh next time.
 		conn.Close(context.Background())
 		d.conn = nil
 		return nil, nil, err
 	}
-	d.watch(seen, nil)
+	d.watch(seen)
 	for _, rf := range rels {
 		funcs = append(funcs, rf.funcs...)
 	}
@@ -218,13 +218,13 @@ func (c *catalog) fill(ctx context.Context, d *dbCatalog, db string, a *cachepol
 	if len(missing) == 0 {
 		return rels, found, nil
 	}
-	seenFuncs := make(map[uint32]string)
+	seenFuncs := newAccess()
 	if err := lookupFunctions(ctx, conn, missing, found, seenFuncs); err != nil {
 		conn.Close(context.Background())
 		d.conn = nil
 		return nil, nil, err
 	}
-	d.watch(nil, seenFuncs)
+	d.watch(seenFuncs)
 	return rels, found, nil
 }
 
@@ -273,8 +273,8 @@ func (d *dbCatalog) assemble(a *cachepolicy.Analysis) (cachepolicy.Facts, string
 // lookup asks the catalog about relation names, the views among them,
 // the relations those views read and the views' own definitions, and adds
 // what it finds to rels, and to access each relation's access
-// (accessColumn) by OID.
-func lookup(ctx context.Context, conn *pgx.Conn, names []string, rels map[string]relFacts, access map[uint32]string) error {
+// (accessColumn) by OID and the relations of each name.
+func lookup(ctx context.Context, conn *pgx.Conn, names []string, rels map[string]relFacts, access *access) error {
 	if len(names) == 0 {
 		return nil
 	}
@@ -296,7 +296,7 @@ func lookup(ctx context.Context, conn *pgx.Conn, names []string, rels map[string
 }
 
 // lookupViews attaches to each view name what its views read and call.
-func lookupViews(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef, rels map[string]relFacts, access map[uint32]string, readers map[uint32][]string) error {
+func lookupViews(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef, rels map[string]relFacts, access *access, readers map[uint32][]string) error {
 	oids := make([]uint32, 0, len(views))
 	for oid := range views {
 		oids = append(oids, oid)
@@ -322,7 +322,7 @@ func lookupViews(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef, 
 		}
 		b.base.Kind = kind[0]
 		b.base.KeyType, b.base.Key = primaryKey(bkey)
-		access[b.oid] = acc
+		access.rels[b.oid] = acc
 		readers[b.oid] = append(readers[b.oid], views[b.view].name)
 		bases = append(bases, b)
 	}
@@ -484,7 +484,7 @@ FROM pg_proc p WHERE p.proname = ANY($1)`
 
 // lookupRelations fills rels and returns the OIDs of views, indexed into
 // rels so their bases can be attached.
-func lookupRelations(ctx context.Context, conn *pgx.Conn, names []string, rels map[string][]cachepolicy.RelInfo, access map[uint32]string, readers map[uint32][]string) (map[uint32]viewRef, error) {
+func lookupRelations(ctx context.Context, conn *pgx.Conn, names []string, rels map[string][]cachepolicy.RelInfo, access *access, readers map[uint32][]string) (map[uint32]viewRef, error) {
 	rows, err := conn.Query(ctx, relationsSQL, names)
 	if err != nil {
 		return nil, fmt.Errorf("catalog relations: %w", err)
@@ -499,7 +499,10 @@ func lookupRelations(ctx context.Context, conn *pgx.Conn, names []string, rels m
 		if err := rows.Scan(&ri.Name, &ri.Schema, &kind, &ri.Temp, &ri.Unlogged, &ri.System, &ri.RunsCode, &key, &ri.Root, &ri.Base, &oid, &acc); err != nil {
 			return nil, fmt.Errorf("catalog relations: %w", err)
 		}
-		access[oid] = acc
+		access.rels[oid] = acc
+		if !ri.Temp {
+			access.relNames[ri.Name] = appendOID(access.relNames[ri.Name], oid)
+		}
 		readers[oid] = append(readers[oid], ri.Name)
 		ri.Kind = kind[0]
 		ri.KeyType, ri.Key = primaryKey(key)
@@ -541,7 +544,7 @@ func hasRel(rs []cachepolicy.RelInfo, schema string) bool {
 
 // lookupFunctions adds the functions of names to funcs, and each
 // user-defined one's funcAccessColumn to access by OID.
-func lookupFunctions(ctx context.Context, conn *pgx.Conn, names []string, funcs map[string][]cachepolicy.FuncInfo, access map[uint32]string) error {
+func lookupFunctions(ctx context.Context, conn *pgx.Conn, names []string, funcs map[string][]cachepolicy.FuncInfo, access *access) error {
 	rows, err := conn.Query(ctx, functionsSQL, names)
 	if err != nil {
 		return fmt.Errorf("catalog functions: %w", err)
@@ -556,8 +559,9 @@ func lookupFunctions(ctx context.Context, conn *pgx.Conn, names []string, funcs 
 		}
 		fi.Volatility = vol[0]
 		if !fi.BuiltIn {
-			access[oid] = acc
+			access.funcs[oid] = acc
 		}
+		access.funcNames[fi.Name] = appendOID(access.funcNames[fi.Name], oid)
 		funcs[fi.Name] = append(funcs[fi.Name], fi)
 	}
 	if err := rows.Err(); err != nil {
