@@ -36,6 +36,11 @@ type FuncInfo struct {
 	Name       string
 	Volatility byte // pg_proc.provolatile: 'i', 's', 'v'
 	BuiltIn    bool // in pg_catalog (oid < 16384)
+	// SetsSettings: a user-defined function whose source may change the
+	// session's settings (set_config, SET, dynamic SQL), itself or through
+	// the functions it calls. After a call the session's settings are not
+	// known, as after a set_config() in the statement's own text.
+	SetsSettings bool
 }
 
 // Facts are the catalog's answers for an Analysis: every relation and
@@ -169,6 +174,24 @@ func WritesOnlyNamed(a *Analysis, f Facts) bool {
 	return true
 }
 
+// SettingsSetter returns the first of calls that may change the session's
+// settings (FuncInfo.SetsSettings) as f describes them, or "". f must
+// describe calls; a function it does not know counts as one.
+func SettingsSetter(calls []string, f Facts) string {
+	for _, name := range calls {
+		fs, ok := f.Functions[name]
+		if !ok {
+			return name
+		}
+		for _, fi := range fs {
+			if fi.SetsSettings {
+				return name
+			}
+		}
+	}
+	return ""
+}
+
 func notCacheable(reason string) Decision {
 	return Decision{Reason: reason, Rule: -1}
 }
@@ -286,6 +309,11 @@ func functionProblem(name string, overloads []FuncInfo) string {
 	for _, fn := range overloads {
 		if fn.Volatility != 'i' && fn.Volatility != 's' {
 			return "volatile function " + name + "()" // 'v', or unknown: the worst
+		}
+	}
+	for _, fn := range overloads {
+		if fn.SetsSettings {
+			return name + "() may change the session's settings"
 		}
 	}
 	for _, fn := range overloads {

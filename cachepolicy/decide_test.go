@@ -53,6 +53,8 @@ var testFacts = cachepolicy.Facts{
 		"random":               {{Name: "random", Volatility: 'v', BuiltIn: true}},
 		"my_stable":            {{Name: "my_stable", Volatility: 's'}},
 		"my_immutable":         {{Name: "my_immutable", Volatility: 'i'}},
+		"enter":                {{Name: "enter", Volatility: 'v', SetsSettings: true}},
+		"enter_imm":            {{Name: "enter_imm", Volatility: 'i', SetsSettings: true}},
 		"over":                 {{Name: "over", Volatility: 'i', BuiltIn: true}, {Name: "over", Volatility: 'v'}},
 		"odd":                  {{Name: "odd", Volatility: 'x', BuiltIn: true}},
 	},
@@ -125,6 +127,7 @@ func TestDecide(t *testing.T) {
 		{"statistics", "SELECT pg_stat_get_numscans(1)", nil, no("pg_stat_get_numscans() reads the clock/session")},
 		{"user stable", "SELECT my_stable(id) FROM users", nil, no("user-defined STABLE function my_stable() may read tables")},
 		{"volatile", "SELECT random()", nil, no("volatile function random()")},
+		{"sets settings", "SELECT enter_imm('x')", nil, no("enter_imm() may change the session's settings")},
 		{"worst overload", "SELECT over(1)", nil, no("volatile function over()")},
 		{"unknown volatility", "SELECT odd(1)", nil, no("volatile function odd()")},
 		{"unknown function", "SELECT nosuchfn()", nil, no("unknown function nosuchfn")},
@@ -211,6 +214,23 @@ func TestWritesOnlyNamed(t *testing.T) {
 		a := cachepolicy.Analyze(tc.sql)
 		if got := cachepolicy.WritesOnlyNamed(a, testFacts); got != tc.want {
 			t.Errorf("WritesOnlyNamed(%q) = %t, want %t", tc.sql, got, tc.want)
+		}
+	}
+}
+
+func TestSettingsSetter(t *testing.T) {
+	tests := []struct {
+		calls []string
+		want  string
+	}{
+		{nil, ""},
+		{[]string{"lower", "now", "my_stable"}, ""},
+		{[]string{"lower", "enter", "enter_imm"}, "enter"},
+		{[]string{"lower", "not_looked_up"}, "not_looked_up"},
+	}
+	for _, tt := range tests {
+		if got := cachepolicy.SettingsSetter(tt.calls, testFacts); got != tt.want {
+			t.Errorf("SettingsSetter(%q) = %q; want %q", tt.calls, got, tt.want)
 		}
 	}
 }

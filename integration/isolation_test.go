@@ -148,6 +148,57 @@ func TestCacheNeverLeaks(t *testing.T) {
 		}
 		twice(t, c, `SELECT v FROM t`, "from b")
 	})
+	t.Run("function_sets_settings", func(t *testing.T) {
+		// A function the application calls to enter a tenant's schema
+		// changes the session as set_config does, out of sqlcache's
+		// sight: the session must stop using the cache, whether the
+		// function sets it itself, through another function or in a
+		// standard SQL body. A function that only writes does not.
+		for _, stmt := range []string{
+			`CREATE TABLE counter (id int PRIMARY KEY, n int)`,
+			`INSERT INTO counter VALUES (1, 0)`,
+			`GRANT SELECT, UPDATE ON counter TO app`,
+			`CREATE FUNCTION public.use_schema(s text) RETURNS void LANGUAGE plpgsql AS $$
+			 BEGIN PERFORM set_config('search_path', s, false); END $$`,
+			`CREATE FUNCTION public.enter(s text) RETURNS void LANGUAGE sql AS $$ SELECT public.use_schema(s) $$`,
+			`CREATE FUNCTION public.enter_std(s text) RETURNS text LANGUAGE sql
+			 BEGIN ATOMIC SELECT set_config('search_path', s, false); END`,
+			`CREATE FUNCTION public.bump() RETURNS int LANGUAGE plpgsql AS $$
+			 BEGIN UPDATE public.counter SET n = n + 1 WHERE id = 1; RETURN 1; END $$`,
+		} {
+			pg.Exec(t, stmt)
+		}
+		waitApplied(t, sc)
+		for _, tc := range []struct{ name, call, mode string }{
+			{"plpgsql", `SELECT public.use_schema('b')`, "simple_protocol"},
+			{"through another function", `SELECT public.enter('b')`, "cache_statement"},
+			{"standard SQL body", `SELECT public.enter_std('b')`, "cache_statement"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				c := connect(t, sc.URL("app", "", "postgres", "default_query_exec_mode="+tc.mode))
+				if _, err := c.Exec(t.Context(), `SET search_path TO a`); err != nil {
+					t.Fatal(err)
+				}
+				twice(t, c, `SELECT v FROM t`, "from a")
+				if _, err := c.Exec(t.Context(), tc.call); err != nil {
+					t.Fatal(err)
+				}
+				twice(t, c, `SELECT v FROM t`, "from b")
+			})
+		}
+		c := connect(t, sc.URL("app", "", "postgres"))
+		if _, err := c.Exec(t.Context(), `SET search_path TO a`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(t.Context(), `SELECT public.bump()`); err != nil {
+			t.Fatal(err)
+		}
+		hits := metricValue(t, sc, "sqlcache_cache_hits_total")
+		twice(t, c, `SELECT v FROM t`, "from a")
+		if got := metricValue(t, sc, "sqlcache_cache_hits_total") - hits; got < 1 {
+			t.Errorf("after a function that only writes, the session's reads were not cached")
+		}
+	})
 	t.Run("policy_reads_other_table", func(t *testing.T) {
 		// The policy is a dependency no statement names: removing app from
 		// the team must hide the document at once, as it does on the

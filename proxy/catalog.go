@@ -478,9 +478,36 @@ WITH RECURSIVE deps(view, ref) AS (
 SELECT DISTINCT deps.view, c.relname, n.nspname, ` + relColumns + `c.oid, ` + accessColumn + `
 FROM deps JOIN pg_class c ON c.oid = deps.ref JOIN pg_namespace n ON n.oid = c.relnamespace`
 
+// functionsSQL describes every function of each name among $1. Its last
+// column says whether a user-defined one may change the session's
+// settings (cachepolicy.FuncInfo.SetsSettings): its source, or the source
+// of a user-defined function it names (transitively: reach), calls
+// set_config(), runs SET or RESET as a statement, or runs dynamic SQL
+// (EXECUTE, a PL's SPI calls), which may do either. A text test that errs
+// toward yes: a name or word in a comment counts too. C and internal
+// functions have no source to read and are taken not to. A body in
+// standard SQL (BEGIN ATOMIC) has no prosrc; pg_get_functiondef spells it.
 var functionsSQL = `
-SELECT p.proname, p.provolatile::text, p.oid < 16384, p.oid, ` + funcAccessColumn + `
-FROM pg_proc p WHERE p.proname = ANY($1)`
+WITH RECURSIVE reach(root, oid, src) AS (
+    SELECT p.oid, p.oid, ` + funcSource("p") + ` FROM pg_catalog.pg_proc p
+    WHERE p.proname = ANY($1) AND p.oid >= 16384 AND p.prolang NOT IN (12, 13)
+  UNION
+    SELECT r.root, q.oid, ` + funcSource("q") + ` FROM reach r JOIN pg_catalog.pg_proc q
+      ON q.oid >= 16384 AND q.prolang NOT IN (12, 13) AND q.oid <> r.oid
+     AND position(lower(q.proname) IN lower(r.src)) > 0
+),
+sets AS (
+    SELECT DISTINCT r.root FROM reach r
+    WHERE r.src ~* '\mset_config\M|\mexecute\M|\mspi_|(^|;|\mbegin\M|\mthen\M|\melse\M|\mloop\M)\s*(set|reset)\M'
+)
+SELECT p.proname, p.provolatile::text, p.oid < 16384, p.oid, ` + funcAccessColumn + `,
+       p.oid IN (SELECT root FROM sets)
+FROM pg_catalog.pg_proc p WHERE p.proname = ANY($1)`
+
+// funcSource is SQL for the source text of function alias.
+func funcSource(alias string) string {
+	return `CASE WHEN ` + alias + `.prosrc = '' THEN pg_catalog.pg_get_functiondef(` + alias + `.oid) ELSE ` + alias + `.prosrc END`
+}
 
 // lookupRelations fills rels and returns the OIDs of views, indexed into
 // rels so their bases can be attached.
@@ -554,7 +581,7 @@ func lookupFunctions(ctx context.Context, conn *pgx.Conn, names []string, funcs 
 		var fi cachepolicy.FuncInfo
 		var vol, acc string
 		var oid uint32
-		if err := rows.Scan(&fi.Name, &vol, &fi.BuiltIn, &oid, &acc); err != nil {
+		if err := rows.Scan(&fi.Name, &vol, &fi.BuiltIn, &oid, &acc, &fi.SetsSettings); err != nil {
 			return fmt.Errorf("catalog functions: %w", err)
 		}
 		fi.Volatility = vol[0]

@@ -40,7 +40,10 @@ type plan struct {
 	// writeRow: (decided) the statement writes one row of one table,
 	// picked by its primary key (cachepolicy.WriteRow).
 	writeRow *cachepolicy.RowRead
-	epoch    uint64 // the database's catalog epoch when decided
+	// setsSettings: (decided) a function the statements call that may
+	// change the session's settings (cachepolicy.SettingsSetter), or "".
+	setsSettings string
+	epoch        uint64 // the database's catalog epoch when decided
 	// transient: the plan was made cheaply from a known shape for a text
 	// seen for the first time, and is not kept in the shared plan cache
 	// (planner.admit).
@@ -93,8 +96,9 @@ type shapeKey struct {
 }
 
 type shapeDecision struct {
-	decision   cachepolicy.Decision
-	writesOnly bool
+	decision     cachepolicy.Decision
+	writesOnly   bool
+	setsSettings string
 }
 
 // maxDecided bounds planner.decided.
@@ -270,15 +274,26 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 	np := &plan{sql: p.sql, digest: p.digest, label: p.label, analysis: a, shape: p.shape, decided: true, epoch: cur, transient: p.transient}
 	if !a.Candidate {
 		np.decision = cachepolicy.Decision{Reason: a.Reason, Rule: -1}
-		if pl.streamed && (len(a.Writes) > 0 || len(a.Calls) > 0) && !a.InvalidateAll && !a.CatalogChange {
-			facts, _, err := pl.catalog.facts(ctx, db, cur, writeSide(a))
+		ddl := a.InvalidateAll || a.CatalogChange
+		if len(a.Calls) > 0 || pl.streamed && len(a.Writes) > 0 && !ddl {
+			ask := writeSide(a)
+			if ddl {
+				// What it writes is moot; what it calls may set settings.
+				ask = &cachepolicy.Analysis{Functions: a.Calls}
+			}
+			facts, _, err := pl.catalog.facts(ctx, db, cur, ask)
 			if err != nil {
-				// Not stored: the next statement tries again.
+				// Not stored: the next statement tries again. Not knowing
+				// what the functions do, assume the worst.
+				np.setsSettings = anyCall(a)
 				return np
 			}
-			np.writesOnly = cachepolicy.WritesOnlyNamed(a, facts)
-			if r, ok := cachepolicy.WriteRow(a, facts); ok {
-				np.writeRow = &r
+			np.setsSettings = cachepolicy.SettingsSetter(a.Calls, facts)
+			if pl.streamed && !ddl {
+				np.writesOnly = cachepolicy.WritesOnlyNamed(a, facts)
+				if r, ok := cachepolicy.WriteRow(a, facts); ok {
+					np.writeRow = &r
+				}
 			}
 		}
 		pl.keep(db, np)
@@ -291,6 +306,7 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 		if sd, ok := pl.shapeDecision(key); ok {
 			np.decision = sd.decision.ForRows(a)
 			np.writesOnly = sd.writesOnly
+			np.setsSettings = sd.setsSettings
 			pl.keep(db, np)
 			return np
 		}
@@ -300,6 +316,7 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 	case err != nil:
 		np.decision = cachepolicy.Decision{Reason: "catalog lookup failed: " + err.Error(), Rule: -1}
 		// Not stored: the next statement tries again.
+		np.setsSettings = anyCall(a)
 		return np
 	}
 	defer func() {
@@ -308,6 +325,7 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 		}
 	}()
 	wa := withViews(a, facts)
+	np.setsSettings = cachepolicy.SettingsSetter(wa.Functions, facts)
 	switch {
 	case viewReason != "":
 		np.decision = cachepolicy.Decision{Reason: viewReason, Rule: -1}
@@ -342,7 +360,7 @@ func (pl *planner) keepShapeDecision(k shapeKey, p *plan) {
 	if pl.decided == nil || len(pl.decided) >= maxDecided {
 		pl.decided = make(map[shapeKey]shapeDecision)
 	}
-	pl.decided[k] = shapeDecision{decision: p.decision, writesOnly: p.writesOnly}
+	pl.decided[k] = shapeDecision{decision: p.decision, writesOnly: p.writesOnly, setsSettings: p.setsSettings}
 }
 
 // keep puts a decided plan in the shared plan cache unless it is transient.
@@ -350,6 +368,15 @@ func (pl *planner) keep(db string, p *plan) {
 	if !p.transient {
 		pl.plans.Add(planKey{db, p.sql}, p)
 	}
+}
+
+// anyCall is what plan.setsSettings holds when the catalog could not say
+// what the statement's functions do: the first of them, or "".
+func anyCall(a *cachepolicy.Analysis) string {
+	if len(a.Calls) == 0 {
+		return ""
+	}
+	return a.Calls[0]
 }
 
 // writeSide returns what the catalog must be asked about a's writes: the

@@ -56,6 +56,9 @@ func (r *request) classify(p *plan, row *cache.Row) {
 	r.invalidateAll = r.invalidateAll || a.InvalidateAll
 	r.catalogChange = r.catalogChange || a.CatalogChange
 	r.effects = append(r.effects, a.Session...)
+	if p.setsSettings != "" {
+		r.effects = append(r.effects, cachepolicy.SessionEffect{Kind: cachepolicy.Unknown, Value: p.setsSettings + "()"})
+	}
 }
 
 // fillState captures a miss's answer as it is relayed: the messages from
