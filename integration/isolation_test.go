@@ -579,6 +579,20 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		pg.Exec(t, `CREATE OR REPLACE VIEW shown AS SELECT upper(v) AS v FROM pub`)
 		eventually(t, limit, answer(t, app, `SELECT v FROM public.shown`), "OPEN")
 	})
+	t.Run("view_security_invoker", func(t *testing.T) {
+		// From then on the view reads its table with the reader's
+		// privileges, not its owner's: app has none on the table.
+		pg.Exec(t, `CREATE TABLE behind (v text)`)
+		pg.Exec(t, `INSERT INTO behind VALUES ('seen')`)
+		pg.Exec(t, `CREATE VIEW front AS SELECT v FROM behind`)
+		pg.Exec(t, `GRANT SELECT ON front TO app`)
+		waitApplied(t, sc)
+		checked(t)
+		app := connect(t, sc.URL("app", "", "postgres"))
+		cached(t, app, `SELECT v FROM public.front`, "seen")
+		pg.Exec(t, `ALTER VIEW front SET (security_invoker = true)`)
+		eventually(t, limit, answer(t, app, `SELECT v FROM public.front`), "42501")
+	})
 	t.Run("column_added", func(t *testing.T) {
 		// ADD COLUMN with a default rewrites no rows: nothing reaches the
 		// change stream.

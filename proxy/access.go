@@ -19,8 +19,10 @@ import (
 // sqlcache drops them at once; made elsewhere it is not in the change
 // stream, and these queries are how it is noticed.
 //
-// accessColumn describes relation c: its owner, privileges, row security
-// switches and policies, a view's definition (CREATE OR REPLACE VIEW
+// accessColumn describes relation c: its name and schema, owner,
+// privileges, row security switches and policies, options (a view's
+// security_invoker decides whose privileges and policies apply to the
+// tables it reads), a view's definition (CREATE OR REPLACE VIEW
 // changes what its cached answers should have been), and its columns with
 // their privileges (after ALTER TABLE … ADD COLUMN a cached SELECT * lacks
 // one; the change stream would tell only when rows of the table next
@@ -34,7 +36,7 @@ import (
 // (relationsSQL, viewBasesSQL), before any answer that reads it can be
 // cached; accessRelationsSQL describes those relations again at each
 // check. Relations no answer reads are not watched.
-var accessColumn = `concat_ws(':', c.relname, c.relnamespace, c.relowner, c.relacl, c.relrowsecurity, c.relforcerowsecurity,
+var accessColumn = `concat_ws(':', c.relname, c.relnamespace, c.relowner, c.relacl, c.relrowsecurity, c.relforcerowsecurity, c.reloptions,
   (SELECT string_agg(p::text, ',' ORDER BY p.oid) FROM pg_policy p WHERE p.polrelid = c.oid),
   (SELECT ` + sqlDigest(`r.ev_action::text`) + ` FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename = '_RETURN'),
   (SELECT ` + sqlDigest(`string_agg(concat_ws(' ', a.attnum, a.attname, a.atttypid, a.atttypmod, a.attcollation, a.attacl), ',' ORDER BY a.attnum)`) + `
