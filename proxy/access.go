@@ -28,7 +28,10 @@ import (
 // one; the change stream would tell only when rows of the table next
 // change), and its partitions and inheritance children at every depth
 // (ATTACH PARTITION and ALTER TABLE … INHERIT add rows to its answers that
-// no row change announces; DETACH and NO INHERIT take them away). Values
+// no row change announces; DETACH and NO INHERIT take them away) with
+// their storage (relfilenode): a TRUNCATE of one partition is not in the
+// change stream, which names partitions by their root, but gives the
+// partition new storage. Otherwise values
 // rather than row versions (xmin), so that TRUNCATE,
 // ANALYZE and the like, which rewrite pg_class rows, are not changes.
 //
@@ -43,7 +46,7 @@ var accessColumn = `concat_ws(':', c.relname, c.relnamespace, c.relowner, c.rela
      FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
   (WITH RECURSIVE d(oid) AS (SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = c.oid
      UNION SELECT i.inhrelid FROM pg_inherits i JOIN d ON i.inhparent = d.oid)
-   SELECT string_agg(d.oid::text, ',' ORDER BY d.oid) FROM d))`
+   SELECT string_agg(d.oid::text || '/' || k.relfilenode, ',' ORDER BY d.oid) FROM d JOIN pg_class k ON k.oid = d.oid))`
 
 var accessRelationsSQL = `SELECT c.oid, ` + accessColumn + ` FROM pg_class c WHERE c.oid = ANY($1)`
 
