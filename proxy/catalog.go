@@ -481,7 +481,8 @@ FROM deps JOIN pg_class c ON c.oid = deps.ref JOIN pg_namespace n ON n.oid = c.r
 // functionsSQL describes every function of each name among $1. Its last
 // column says whether a user-defined one may change the session's
 // settings (cachepolicy.FuncInfo.SetsSettings): its source, or the source
-// of a user-defined function it names (transitively: reach), calls
+// of a user-defined function whose name is a word of it (transitively:
+// reach), calls
 // set_config(), runs SET or RESET as a statement, or runs dynamic SQL
 // (EXECUTE, a PL's SPI calls), which may do either. A text test that errs
 // toward yes: a name or word in a comment counts too. C and internal
@@ -492,9 +493,9 @@ WITH RECURSIVE reach(root, oid, src) AS (
     SELECT p.oid, p.oid, ` + funcSource("p") + ` FROM pg_catalog.pg_proc p
     WHERE p.proname = ANY($1) AND p.oid >= 16384 AND p.prolang NOT IN (12, 13)
   UNION
-    SELECT r.root, q.oid, ` + funcSource("q") + ` FROM reach r JOIN pg_catalog.pg_proc q
-      ON q.oid >= 16384 AND q.prolang NOT IN (12, 13) AND q.oid <> r.oid
-     AND position(lower(q.proname) IN lower(r.src)) > 0
+    SELECT r.root, q.oid, ` + funcSource("q") + `
+    FROM reach r, regexp_split_to_table(r.src, '[^a-z0-9_$]+') w, pg_catalog.pg_proc q
+    WHERE lower(q.proname) = w AND q.oid >= 16384 AND q.prolang NOT IN (12, 13) AND q.oid <> r.oid
 ),
 sets AS (
     SELECT DISTINCT r.root FROM reach r
@@ -504,9 +505,9 @@ SELECT p.proname, p.provolatile::text, p.oid < 16384, p.oid, ` + funcAccessColum
        p.oid IN (SELECT root FROM sets)
 FROM pg_catalog.pg_proc p WHERE p.proname = ANY($1)`
 
-// funcSource is SQL for the source text of function alias.
+// funcSource is SQL for the source text of function alias, in lower case.
 func funcSource(alias string) string {
-	return `CASE WHEN ` + alias + `.prosrc = '' THEN pg_catalog.pg_get_functiondef(` + alias + `.oid) ELSE ` + alias + `.prosrc END`
+	return `lower(CASE WHEN ` + alias + `.prosrc = '' THEN pg_catalog.pg_get_functiondef(` + alias + `.oid) ELSE ` + alias + `.prosrc END)`
 }
 
 // lookupRelations fills rels and returns the OIDs of views, indexed into
