@@ -228,6 +228,22 @@ func (c *catalog) fill(ctx context.Context, d *dbCatalog, db string, a *cachepol
 	return rels, found, nil
 }
 
+// settingsSetter is cachepolicy.SettingsSetter over what database db's
+// catalog knows now, without a lookup: for a statement whose lookup
+// failed. A name not looked up yet counts as a setter.
+func (c *catalog) settingsSetter(db string, calls []string) string {
+	d := c.db(db)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	known := make(map[string][]cachepolicy.FuncInfo, len(calls))
+	for _, f := range calls {
+		if fs, ok := d.funcs[f]; ok {
+			known[f] = fs
+		}
+	}
+	return cachepolicy.SettingsSetter(calls, cachepolicy.Facts{Functions: known})
+}
+
 func (d *dbCatalog) knowsFuncs(names []string) bool {
 	for _, f := range names {
 		if _, ok := d.funcs[f]; !ok {

@@ -283,9 +283,8 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 			}
 			facts, _, err := pl.catalog.facts(ctx, db, cur, ask)
 			if err != nil {
-				// Not stored: the next statement tries again. Not knowing
-				// what the functions do, assume the worst.
-				np.setsSettings = anyCall(a)
+				// Not stored: the next statement tries again.
+				np.setsSettings = pl.catalog.settingsSetter(db, a.Calls)
 				return np
 			}
 			np.setsSettings = cachepolicy.SettingsSetter(a.Calls, facts)
@@ -316,7 +315,7 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 	case err != nil:
 		np.decision = cachepolicy.Decision{Reason: "catalog lookup failed: " + err.Error(), Rule: -1}
 		// Not stored: the next statement tries again.
-		np.setsSettings = anyCall(a)
+		np.setsSettings = pl.catalog.settingsSetter(db, a.Calls)
 		return np
 	}
 	defer func() {
@@ -368,15 +367,6 @@ func (pl *planner) keep(db string, p *plan) {
 	if !p.transient {
 		pl.plans.Add(planKey{db, p.sql}, p)
 	}
-}
-
-// anyCall is what plan.setsSettings holds when the catalog could not say
-// what the statement's functions do: the first of them, or "".
-func anyCall(a *cachepolicy.Analysis) string {
-	if len(a.Calls) == 0 {
-		return ""
-	}
-	return a.Calls[0]
 }
 
 // writeSide returns what the catalog must be asked about a's writes: the
