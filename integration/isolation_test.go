@@ -623,6 +623,19 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 			return fmt.Sprint(n), err
 		}, "2")
 	})
+	t.Run("enum_value_renamed", func(t *testing.T) {
+		pg.Exec(t, `CREATE TYPE mood AS ENUM ('sad', 'happy')`)
+		pg.Exec(t, `CREATE TABLE moods (id int PRIMARY KEY, m mood)`)
+		pg.Exec(t, `INSERT INTO moods VALUES (1, 'sad')`)
+		pg.Exec(t, `GRANT SELECT ON moods TO app`)
+		waitApplied(t, sc)
+		checked(t)
+		app := connect(t, sc.URL("app", "", "postgres"))
+		const q = `SELECT m::text FROM public.moods WHERE id = 1`
+		cached(t, app, q, "sad")
+		pg.Exec(t, `ALTER TYPE mood RENAME VALUE 'sad' TO 'blue'`)
+		eventually(t, limit, answer(t, app, q), "blue")
+	})
 	t.Run("function_redefined", func(t *testing.T) {
 		pg.Exec(t, `CREATE FUNCTION public.rate() RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT 7'`)
 		checked(t)

@@ -26,7 +26,8 @@ import (
 // changes what its cached answers should have been), and its columns with
 // their privileges (after ALTER TABLE … ADD COLUMN a cached SELECT * lacks
 // one; the change stream would tell only when rows of the table next
-// change), and its partitions and inheritance children at every depth
+// change) and the labels of those of an enum type (ALTER TYPE … RENAME
+// VALUE changes how every row shows), and its partitions and inheritance children at every depth
 // (ATTACH PARTITION and ALTER TABLE … INHERIT add rows to its answers that
 // no row change announces; DETACH and NO INHERIT take them away) with
 // their storage (relfilenode): a TRUNCATE of one partition is not in the
@@ -42,7 +43,8 @@ import (
 var accessColumn = `concat_ws(':', c.relname, c.relnamespace, c.relowner, c.relacl, c.relrowsecurity, c.relforcerowsecurity, c.reloptions,
   (SELECT string_agg(p::text, ',' ORDER BY p.oid) FROM pg_policy p WHERE p.polrelid = c.oid),
   (SELECT ` + sqlDigest(`r.ev_action::text`) + ` FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename = '_RETURN'),
-  (SELECT ` + sqlDigest(`string_agg(concat_ws(' ', a.attnum, a.attname, a.atttypid, a.atttypmod, a.attcollation, a.attacl), ',' ORDER BY a.attnum)`) + `
+  (SELECT ` + sqlDigest(`string_agg(concat_ws(' ', a.attnum, a.attname, a.atttypid, a.atttypmod, a.attcollation, a.attacl,
+       (SELECT string_agg(e.enumlabel, '|' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = a.atttypid)), ',' ORDER BY a.attnum)`) + `
      FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
   (WITH RECURSIVE d(oid) AS (SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = c.oid
      UNION SELECT i.inhrelid FROM pg_inherits i JOIN d ON i.inhparent = d.oid)
