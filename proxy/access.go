@@ -87,8 +87,8 @@ SELECT ` + sqlDigest(`concat_ws('|',
      WHERE g.context IN ('user', 'superuser')))`)
 
 // relNamesSQL and funcNamesSQL list, for each name among $1, the OIDs of
-// the relations (not temporary: only their own session sees those, and it
-// stops using the cache) and of the functions of that name, in every
+// the relations and functions of that name (not temporary ones: only
+// their own session sees those, and it stops using the cache), in every
 // schema, as lookupRelations and lookupFunctions record them (appendOID).
 // A name's list changes when a relation or function of that name is
 // created, dropped or renamed: a table created in a schema earlier on the
@@ -100,7 +100,7 @@ var relNamesSQL = `SELECT n, coalesce((SELECT string_agg(c.oid::text, ',' ORDER 
   FROM pg_class c WHERE c.relname = n AND c.relpersistence <> 't'), '') FROM unnest($1::text[]) n`
 
 var funcNamesSQL = `SELECT n, coalesce((SELECT string_agg(p.oid::text, ',' ORDER BY p.oid)
-  FROM pg_proc p WHERE p.proname = n), '') FROM unnest($1::text[]) n`
+  FROM pg_proc p WHERE p.proname = n AND NOT ` + tempFunc("p") + `), '') FROM unnest($1::text[]) n`
 
 // access is what accessSharedSQL returned, accessColumn of each watched
 // relation and funcAccessColumn of each watched function by OID, and the

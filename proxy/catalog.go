@@ -338,7 +338,9 @@ func lookupViews(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef, 
 		}
 		b.base.Kind = kind[0]
 		b.base.KeyType, b.base.Key = primaryKey(bkey)
-		access.rels[b.oid] = acc
+		if !b.base.Temp {
+			access.rels[b.oid] = acc
+		}
 		readers[b.oid] = append(readers[b.oid], views[b.view].name)
 		bases = append(bases, b)
 	}
@@ -518,8 +520,14 @@ sets AS (
     WHERE r.src ~* '\mset_config\M|\mexecute\M|\mspi_|(^|;|\mbegin\M|\mthen\M|\melse\M|\mloop\M)\s*(set|reset)\M'
 )
 SELECT p.proname, p.provolatile::text, p.oid < 16384, p.oid, ` + funcAccessColumn + `,
-       p.oid IN (SELECT root FROM sets)
+       p.oid IN (SELECT root FROM sets), ` + tempFunc("p") + `
 FROM pg_catalog.pg_proc p WHERE p.proname = ANY($1)`
+
+// tempFunc is SQL for whether function alias is temporary (in a session's
+// pg_temp schema): such functions are not watched.
+func tempFunc(alias string) string {
+	return `EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.oid = ` + alias + `.pronamespace AND n.nspname LIKE 'pg\_temp\_%')`
+}
 
 // funcSource is SQL for the source text of function alias, in lower case.
 func funcSource(alias string) string {
@@ -543,8 +551,10 @@ func lookupRelations(ctx context.Context, conn *pgx.Conn, names []string, rels m
 		if err := rows.Scan(&ri.Name, &ri.Schema, &kind, &ri.Temp, &ri.Unlogged, &ri.System, &ri.RunsCode, &key, &ri.Root, &ri.Base, &oid, &acc); err != nil {
 			return nil, fmt.Errorf("catalog relations: %w", err)
 		}
-		access.rels[oid] = acc
+		// Temporary relations are not watched: only their own session
+		// sees them, and it does not use the cache; they come and go.
 		if !ri.Temp {
+			access.rels[oid] = acc
 			access.relNames[ri.Name] = appendOID(access.relNames[ri.Name], oid)
 		}
 		readers[oid] = append(readers[oid], ri.Name)
@@ -598,14 +608,17 @@ func lookupFunctions(ctx context.Context, conn *pgx.Conn, names []string, funcs 
 		var fi cachepolicy.FuncInfo
 		var vol, acc string
 		var oid uint32
-		if err := rows.Scan(&fi.Name, &vol, &fi.BuiltIn, &oid, &acc, &fi.SetsSettings); err != nil {
+		var temp bool
+		if err := rows.Scan(&fi.Name, &vol, &fi.BuiltIn, &oid, &acc, &fi.SetsSettings, &temp); err != nil {
 			return fmt.Errorf("catalog functions: %w", err)
 		}
 		fi.Volatility = vol[0]
-		if !fi.BuiltIn {
-			access.funcs[oid] = acc
+		if !temp {
+			if !fi.BuiltIn {
+				access.funcs[oid] = acc
+			}
+			access.funcNames[fi.Name] = appendOID(access.funcNames[fi.Name], oid)
 		}
-		access.funcNames[fi.Name] = appendOID(access.funcNames[fi.Name], oid)
 		funcs[fi.Name] = append(funcs[fi.Name], fi)
 	}
 	if err := rows.Err(); err != nil {
