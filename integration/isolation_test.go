@@ -722,6 +722,47 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		pg.Exec(t, `GRANT SELECT ON b.listed TO app`)
 		eventually(t, limit, fresh(t, `SELECT count(*)::text FROM listed`), "0")
 	})
+	t.Run("schemas_swapped", func(t *testing.T) {
+		for _, stmt := range []string{
+			`CREATE SCHEMA live`, `CREATE SCHEMA staging`,
+			`CREATE TABLE live.item (v text)`, `CREATE TABLE staging.item (v text)`,
+			`INSERT INTO live.item VALUES ('old')`, `INSERT INTO staging.item VALUES ('new')`,
+			`GRANT USAGE ON SCHEMA live, staging TO app`, `GRANT SELECT ON live.item, staging.item TO app`,
+		} {
+			pg.Exec(t, stmt)
+		}
+		waitApplied(t, sc)
+		checked(t)
+		url := sc.URL("app", "", "postgres", "search_path=live")
+		cached(t, connect(t, url), `SELECT v FROM item`, "old")
+		pg.Exec(t, `BEGIN; ALTER SCHEMA live RENAME TO retired; ALTER SCHEMA staging RENAME TO live; COMMIT`)
+		eventually(t, limit, func() (string, error) {
+			c := connect(t, url)
+			defer c.Close(t.Context())
+			return answer(t, c, `SELECT v FROM item`)()
+		}, "new")
+	})
+	t.Run("role_renamed", func(t *testing.T) {
+		// Keys carry the login role's name; once renamed, the session's
+		// current_user is the new name, and the policy reads that.
+		for _, stmt := range []string{
+			`CREATE ROLE clerk LOGIN`,
+			`CREATE TABLE ledger (owner text, v text)`,
+			`INSERT INTO ledger VALUES ('clerk', 'entry')`,
+			`ALTER TABLE ledger ENABLE ROW LEVEL SECURITY`,
+			`CREATE POLICY mine ON ledger USING (owner = current_user)`,
+			`GRANT SELECT ON ledger TO PUBLIC`,
+		} {
+			pg.Exec(t, stmt)
+		}
+		waitApplied(t, sc)
+		checked(t)
+		clerk := connect(t, sc.URL("clerk", "", "postgres"))
+		const q = `SELECT count(*)::text FROM public.ledger`
+		cached(t, clerk, q, "1")
+		pg.Exec(t, `ALTER ROLE clerk RENAME TO old_clerk`)
+		eventually(t, limit, answer(t, clerk, q), "0")
+	})
 	t.Run("overload_created", func(t *testing.T) {
 		pg.Exec(t, `CREATE FUNCTION public.pick(numeric) RETURNS text IMMUTABLE LANGUAGE sql AS $$SELECT 'numeric'$$`)
 		checked(t)

@@ -67,9 +67,12 @@ var funcAccessColumn = sqlDigest(`concat_ws(':', p.proname, p.pronamespace, p.pr
 
 var accessFunctionsSQL = `SELECT p.oid, ` + funcAccessColumn + ` FROM pg_proc p WHERE p.oid = ANY($1)`
 
-// accessSharedSQL fingerprints the rest as a whole: schema owners and
-// privileges (not the temporary schemas sessions create), function
-// privileges, roles, role membership, per-role and per-database settings
+// accessSharedSQL fingerprints the rest as a whole: schema names, owners
+// and privileges (not the temporary schemas sessions create; a schema
+// renamed changes what a search path names), function privileges, roles
+// (their names too: keys carry the login role's name, and a role renamed
+// and another made under its name must not share its answers), role
+// membership, per-role and per-database settings
 // (ALTER ROLE … SET search_path), and the server's defaults of settings a
 // user may change (postgresql.conf and ALTER SYSTEM, after a reload),
 // which apply to every session that has not set them itself. A
@@ -77,10 +80,10 @@ var accessFunctionsSQL = `SELECT p.oid, ` + funcAccessColumn + ` FROM pg_proc p 
 // (startup parameters, ParameterStatus, SET), not these defaults.
 var accessSharedSQL = `
 SELECT ` + sqlDigest(`concat_ws('|',
-  (SELECT string_agg(concat_ws(':', n.oid, n.nspowner, n.nspacl), ',' ORDER BY n.oid) FROM pg_namespace n
+  (SELECT string_agg(concat_ws(':', n.oid, n.nspname, n.nspowner, n.nspacl), ',' ORDER BY n.oid) FROM pg_namespace n
      WHERE n.nspname NOT LIKE 'pg\_temp\_%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%'),
   (SELECT string_agg(concat_ws(':', f.oid, f.proacl), ',' ORDER BY f.oid) FROM pg_proc f WHERE f.proacl IS NOT NULL),
-  (SELECT string_agg(concat_ws(':', r.oid, r.rolsuper, r.rolinherit, r.rolbypassrls), ',' ORDER BY r.oid) FROM pg_roles r),
+  (SELECT string_agg(concat_ws(':', r.oid, r.rolname, r.rolsuper, r.rolinherit, r.rolbypassrls), ',' ORDER BY r.oid) FROM pg_roles r),
   (SELECT string_agg(m::text, ',' ORDER BY m::text) FROM pg_auth_members m),
   (SELECT string_agg(s::text, ',' ORDER BY s::text) FROM pg_db_role_setting s),
   (SELECT string_agg(g.name || '=' || g.setting, ',' ORDER BY g.name) FROM pg_settings g
