@@ -250,6 +250,43 @@ func TestStreamPublicationDropped(t *testing.T) {
 	}
 }
 
+// TestStreamPublicationAltered: a publication altered under a running
+// stream to publish less sends nothing wrong and says nothing: pgoutput
+// just stops sending those changes. The heartbeat reads the publication
+// too; the stream ends, is not fresh while the problem lasts, and resets
+// (every cached answer goes) once the publication is fixed, since changes
+// may have gone unsent meanwhile.
+func TestStreamPublicationAltered(t *testing.T) {
+	t.Parallel()
+	p := StartPostgres(t)
+	p.Exec(t, `CREATE TABLE t (id int PRIMARY KEY)`)
+	p.Exec(t, `CREATE PUBLICATION sqlcache FOR ALL TABLES WITH (publish_via_partition_root = true)`)
+	s, rec, logs := startStream(t, p, func(c *pglogical.Config) { c.MaxBackoff = 300 * time.Millisecond })
+	waitStreamFresh(t, s, 10*time.Second)
+	resets := rec.resetCount()
+
+	p.Exec(t, `ALTER PUBLICATION sqlcache SET (publish = 'insert')`)
+	waitUntil(t, 5*time.Second, "an error naming the publication's problem", func() bool {
+		return strings.Contains(s.Status().LastError, "does not publish all of insert, update, delete and truncate")
+	})
+	waitUntil(t, 5*time.Second, "the stream no longer fresh", func() bool { return s.FreshAsOf().IsZero() })
+	if !strings.Contains(logs.String(), "ALTER PUBLICATION sqlcache SET (publish = 'insert, update, delete, truncate')") {
+		t.Errorf("the log does not give the fix:\n%s", logs.String())
+	}
+	p.Exec(t, `INSERT INTO t VALUES (1)`)
+	p.Exec(t, `DELETE FROM t`) // not sent: only the reset covers it
+
+	p.Exec(t, `ALTER PUBLICATION sqlcache SET (publish = 'insert, update, delete, truncate')`)
+	waitStreamFresh(t, s, 10*time.Second)
+	if n := rec.resetCount(); n < resets+1 {
+		t.Errorf("%d resets; want at least %d (for the changes not sent)", n, resets+1)
+	}
+	mark := rec.mark()
+	p.Exec(t, `DELETE FROM t`)
+	p.Exec(t, `INSERT INTO t VALUES (2)`)
+	rec.waitApply(t, mark, time.Second, change{"t", invalidator.Data})
+}
+
 // TestStreamCheck: Check passes on a good setup and otherwise names the
 // problem and the fix; a stream with the same problem reports it too.
 func TestStreamCheck(t *testing.T) {

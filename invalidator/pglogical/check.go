@@ -197,16 +197,28 @@ type publication struct {
 }
 
 func inspectPublication(ctx context.Context, conn *pgconn.PgConn, name string) (publication, error) {
-	row, ok, err := queryRow(ctx, conn, "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate, pubviaroot"+
-		" FROM pg_catalog.pg_publication WHERE pubname = "+quoteLiteral(name), 6)
+	row, ok, err := queryRow(ctx, conn, "SELECT "+publicationColumns+
+		" FROM pg_catalog.pg_publication p WHERE p.pubname = "+quoteLiteral(name), 6)
 	if err != nil {
 		return publication{}, fmt.Errorf("reading publication %q: %w", name, err)
 	}
 	if !ok {
 		return publication{missing: true}, nil
 	}
+	return publicationFrom(row), nil
+}
+
+// publicationColumns are what publicationFrom reads, of pg_publication p.
+const publicationColumns = "p.puballtables, p.pubinsert, p.pubupdate, p.pubdelete, p.pubtruncate, p.pubviaroot"
+
+// publicationFrom reads the publicationColumns of row; all NULL (no such
+// publication) is a missing one.
+func publicationFrom(row []string) publication {
+	if row[0] == "" {
+		return publication{missing: true}
+	}
 	t := func(i int) bool { return row[i] == "t" }
-	return publication{allTables: t(0), insert: t(1), update: t(2), delete: t(3), truncate: t(4), viaRoot: t(5)}, nil
+	return publication{allTables: t(0), insert: t(1), update: t(2), delete: t(3), truncate: t(4), viaRoot: t(5)}
 }
 
 // createPublicationSQL is what CreatePublication runs, for the publication

@@ -20,5 +20,7 @@
 // (CREATE, DROP, ALTER — only a changed column list or name shows, at the
 // table's next row change), UNLOGGED and temporary tables, materialized
 // views (REFRESH), sequences, large objects, and, with
-// publish_via_partition_root, a TRUNCATE of a single partition.
+// publish_via_partition_root, a TRUNCATE of a single partition. Nor does
+// it say when the publication is altered to publish less: every heartbeat
+// reads the publication, and a problem ends the session.
 package pglogical

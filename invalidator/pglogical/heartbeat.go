@@ -84,10 +84,21 @@ func (s *Stream) heartbeatOnce(ctx context.Context, kind beatKind) beatResult {
 	// the insert position read after t0. Not pg_current_wal_lsn(): that is
 	// the write position, which misses asynchronous commits (visible
 	// before their commit record is written).
+	//
+	// The same query reads the publication again: altered or dropped
+	// while the stream runs (ALTER PUBLICATION … SET (publish = 'insert')),
+	// it would leave changes unsent without a word from the server.
 	res.t0 = time.Now()
-	row, _, err := queryRow(ctx, s.hb, "SELECT pg_catalog.pg_current_wal_insert_lsn()", 1)
+	row, _, err := queryRow(ctx, s.hb, "SELECT pg_catalog.pg_current_wal_insert_lsn(), "+publicationColumns+
+		" FROM (SELECT) x LEFT JOIN pg_catalog.pg_publication p ON p.pubname = "+quoteLiteral(s.cfg.Publication), 7)
 	if err != nil {
 		res.err = err
+		return res
+	}
+	if pub := publicationFrom(row[1:]); pub.missing {
+		res.err = missingPublication(s.cfg.Publication, " any more")
+		return res
+	} else if res.err = pub.problem(s.cfg.Publication); res.err != nil {
 		return res
 	}
 	insert, err := parseLSN(row[0])

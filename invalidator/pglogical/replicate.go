@@ -297,6 +297,13 @@ func (r *replication) request(kind beatKind) bool {
 func (r *replication) beatDone(res beatResult) error {
 	r.beatBusy = false
 	if res.err != nil {
+		var setup *SetupError
+		if errors.As(res.err, &setup) {
+			// The publication changed under the stream: what it sends
+			// can no longer be trusted. End the session; the next one's
+			// setup reports the problem until an operator fixes it.
+			return res.err
+		}
 		if res.kind == beatMeasure {
 			r.requested = time.Time{}
 		}
