@@ -635,6 +635,19 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 			return fmt.Sprint(n), err
 		}, "2")
 	})
+	t.Run("set_unlogged", func(t *testing.T) {
+		// An unlogged table's writes are not in the change stream: its
+		// reads stop being cached when the plans are refreshed at the
+		// next check.
+		table(t, "journal", "logged")
+		app := connect(t, sc.URL("app", "", "postgres"))
+		const q = `SELECT v FROM public.journal`
+		cached(t, app, q, "logged")
+		pg.Exec(t, `ALTER TABLE journal SET UNLOGGED`)
+		checked(t)
+		pg.Exec(t, `UPDATE journal SET v = 'unlogged'`)
+		eventually(t, limit, answer(t, app, q), "unlogged")
+	})
 	t.Run("enum_value_renamed", func(t *testing.T) {
 		pg.Exec(t, `CREATE TYPE mood AS ENUM ('sad', 'happy')`)
 		pg.Exec(t, `CREATE TABLE moods (id int PRIMARY KEY, m mood)`)
