@@ -29,6 +29,10 @@ type RelInfo struct {
 	KeyType uint32
 	Root    string   // relname of the topmost partitioned ancestor when this is a partition, else ""
 	Base    []string // for a view: relnames it reads, transitively through other views
+	// WriteFuncs are the user-defined functions a write to it (or to its
+	// partitions and children) may run: its triggers' functions and those
+	// its column defaults and constraints call.
+	WriteFuncs []string
 }
 
 // FuncInfo is what the catalog says about one function of a name.

@@ -153,7 +153,9 @@ func TestCacheNeverLeaks(t *testing.T) {
 		// changes the session as set_config does, out of sqlcache's
 		// sight: the session must stop using the cache, whether the
 		// function sets it itself, through another function or in a
-		// standard SQL body. A function that only writes does not.
+		// standard SQL body, and whether the statement calls it or a
+		// trigger or column default of a table it writes does. A
+		// function that only writes does not.
 		for _, stmt := range []string{
 			`CREATE TABLE counter (id int PRIMARY KEY, n int)`,
 			`INSERT INTO counter VALUES (1, 0)`,
@@ -165,6 +167,12 @@ func TestCacheNeverLeaks(t *testing.T) {
 			 BEGIN ATOMIC SELECT set_config('search_path', s, false); END`,
 			`CREATE FUNCTION public.bump() RETURNS int LANGUAGE plpgsql AS $$
 			 BEGIN UPDATE public.counter SET n = n + 1 WHERE id = 1; RETURN 1; END $$`,
+			`CREATE FUNCTION public.enter_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+			 BEGIN PERFORM set_config('search_path', 'b', false); RETURN NEW; END $$`,
+			`CREATE TABLE public.visits (id int)`,
+			`CREATE TRIGGER enter AFTER INSERT ON public.visits FOR EACH ROW EXECUTE FUNCTION public.enter_on_insert()`,
+			`CREATE TABLE public.stamped (id int, mark text DEFAULT public.enter_std('b'))`,
+			`GRANT INSERT ON public.visits, public.stamped TO app`,
 		} {
 			pg.Exec(t, stmt)
 		}
@@ -173,6 +181,8 @@ func TestCacheNeverLeaks(t *testing.T) {
 			{"plpgsql", `SELECT public.use_schema('b')`, "simple_protocol"},
 			{"through another function", `SELECT public.enter('b')`, "cache_statement"},
 			{"standard SQL body", `SELECT public.enter_std('b')`, "cache_statement"},
+			{"trigger", `INSERT INTO public.visits VALUES (1)`, "cache_statement"},
+			{"column default", `INSERT INTO public.stamped (id) VALUES (1)`, "simple_protocol"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				c := connect(t, sc.URL("app", "", "postgres", "default_query_exec_mode="+tc.mode))

@@ -125,15 +125,16 @@ func (s *session) query(msg pgwire.Message) error {
 // which its lookup decides), once per plan, on whether invalidating the
 // tables it names is all it takes: if so the session's next read need not
 // wait for the change stream. Only the change stream makes the question
-// worth a catalog lookup. A statement that calls functions is judged
-// whatever the stream, and whether or not its lookup ran: one of them may
-// change the session's settings (plan.setsSettings), which the session
-// must know before its next read from the cache.
+// worth a catalog lookup. A statement that calls functions or writes is
+// judged whatever the stream, and whether or not its lookup ran: a
+// function it calls, or a trigger it fires, may change the session's
+// settings (plan.setsSettings), which the session must know before its
+// next read from the cache.
 func (s *session) decideWrites(held **plan) {
 	a := (*held).analysis
 	_, down := s.streamUp()
 	writes := s.stream != nil && down == "" && !a.Candidate && mayWrite(a)
-	if !writes && len(a.Calls) == 0 {
+	if !writes && len(a.Calls) == 0 && len(a.Writes) == 0 {
 		// Without a running stream there are no hits to hold back.
 		return
 	}

@@ -228,13 +228,23 @@ func (c *catalog) fill(ctx context.Context, d *dbCatalog, db string, a *cachepol
 	return rels, found, nil
 }
 
-// settingsSetter is cachepolicy.SettingsSetter over what database db's
-// catalog knows now, without a lookup: for a statement whose lookup
-// failed. A name not looked up yet counts as a setter.
-func (c *catalog) settingsSetter(db string, calls []string) string {
+// settingsSetter is planner.writeSetter over what database db's catalog
+// knows now, without a lookup: for a statement whose lookup failed. A
+// function or a written relation not looked up yet counts as a setter.
+func (c *catalog) settingsSetter(db string, calls, writes []string) string {
 	d := c.db(db)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	calls = slices.Clone(calls)
+	for _, w := range writes {
+		rf, ok := d.rels[w]
+		if !ok {
+			return "the triggers of " + w
+		}
+		for _, ri := range rf.infos {
+			calls = append(calls, ri.WriteFuncs...)
+		}
+	}
 	known := make(map[string][]cachepolicy.FuncInfo, len(calls))
 	for _, f := range calls {
 		if fs, ok := d.funcs[f]; ok {
@@ -332,7 +342,7 @@ func lookupViews(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef, 
 		var b baseRow
 		var kind, bkey string
 		var acc string
-		if err := rows.Scan(&b.view, &b.base.Name, &b.base.Schema, &kind, &b.base.Temp, &b.base.Unlogged, &b.base.System, &b.base.RunsCode, &bkey, &b.base.Root, &b.family, &b.oid, &acc); err != nil {
+		if err := rows.Scan(&b.view, &b.base.Name, &b.base.Schema, &kind, &b.base.Temp, &b.base.Unlogged, &b.base.System, &b.base.RunsCode, &bkey, &b.base.Root, &b.family, &b.base.WriteFuncs, &b.oid, &acc); err != nil {
 			rows.Close()
 			return fmt.Errorf("catalog view dependencies: %w", err)
 		}
@@ -471,6 +481,17 @@ const relColumns = `c.relkind::text, c.relpersistence = 't', c.relpersistence = 
                  UNION SELECT i.inhparent FROM pg_inherits i JOIN a ON i.inhrelid = a.oid)
              SELECT relname::text FROM pg_class
              WHERE oid IN (SELECT oid FROM d) OR oid IN (SELECT oid FROM a)),
+       ARRAY(WITH RECURSIVE d(oid) AS (SELECT c.oid
+                 UNION SELECT i.inhrelid FROM pg_inherits i JOIN d ON i.inhparent = d.oid)
+             SELECT DISTINCT p.proname::text FROM pg_proc p
+             WHERE p.oid >= 16384 AND (
+               p.oid IN (SELECT t.tgfoid FROM pg_trigger t WHERE t.tgrelid IN (SELECT oid FROM d) AND NOT t.tgisinternal)
+               OR p.oid IN (SELECT dp.refobjid FROM pg_depend dp
+                 WHERE dp.refclassid = 'pg_proc'::regclass
+                   AND (dp.classid = 'pg_attrdef'::regclass
+                          AND dp.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid IN (SELECT oid FROM d))
+                        OR dp.classid = 'pg_constraint'::regclass
+                          AND dp.objid IN (SELECT oid FROM pg_constraint WHERE conrelid IN (SELECT oid FROM d)))))),
        `
 
 var relationsSQL = `
@@ -548,7 +569,7 @@ func lookupRelations(ctx context.Context, conn *pgx.Conn, names []string, rels m
 		var kind, key string
 		var oid uint32
 		var acc string
-		if err := rows.Scan(&ri.Name, &ri.Schema, &kind, &ri.Temp, &ri.Unlogged, &ri.System, &ri.RunsCode, &key, &ri.Root, &ri.Base, &oid, &acc); err != nil {
+		if err := rows.Scan(&ri.Name, &ri.Schema, &kind, &ri.Temp, &ri.Unlogged, &ri.System, &ri.RunsCode, &key, &ri.Root, &ri.Base, &ri.WriteFuncs, &oid, &acc); err != nil {
 			return nil, fmt.Errorf("catalog relations: %w", err)
 		}
 		// Temporary relations are not watched: only their own session

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/binary"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -40,8 +41,9 @@ type plan struct {
 	// writeRow: (decided) the statement writes one row of one table,
 	// picked by its primary key (cachepolicy.WriteRow).
 	writeRow *cachepolicy.RowRead
-	// setsSettings: (decided) a function the statements call that may
-	// change the session's settings (cachepolicy.SettingsSetter), or "".
+	// setsSettings: (decided) a function the statements call or their
+	// writes run that may change the session's settings
+	// (planner.writeSetter), or "".
 	setsSettings string
 	epoch        uint64 // the database's catalog epoch when decided
 	// transient: the plan was made cheaply from a known shape for a text
@@ -275,19 +277,27 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 	if !a.Candidate {
 		np.decision = cachepolicy.Decision{Reason: a.Reason, Rule: -1}
 		ddl := a.InvalidateAll || a.CatalogChange
-		if len(a.Calls) > 0 || pl.streamed && len(a.Writes) > 0 && !ddl {
+		if len(a.Calls) > 0 || len(a.Writes) > 0 && !ddl {
 			ask := writeSide(a)
 			if ddl {
 				// What it writes is moot; what it calls may set settings.
 				ask = &cachepolicy.Analysis{Functions: a.Calls}
 			}
 			facts, _, err := pl.catalog.facts(ctx, db, cur, ask)
+			var setter string
+			if err == nil {
+				setter, err = pl.writeSetter(ctx, db, cur, a, facts)
+			}
 			if err != nil {
 				// Not stored: the next statement tries again.
-				np.setsSettings = pl.catalog.settingsSetter(db, a.Calls)
+				var writes []string
+				if !ddl {
+					writes = a.Writes
+				}
+				np.setsSettings = pl.catalog.settingsSetter(db, a.Calls, writes)
 				return np
 			}
-			np.setsSettings = cachepolicy.SettingsSetter(a.Calls, facts)
+			np.setsSettings = setter
 			if pl.streamed && !ddl {
 				np.writesOnly = cachepolicy.WritesOnlyNamed(a, facts)
 				if r, ok := cachepolicy.WriteRow(a, facts); ok {
@@ -315,7 +325,7 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 	case err != nil:
 		np.decision = cachepolicy.Decision{Reason: "catalog lookup failed: " + err.Error(), Rule: -1}
 		// Not stored: the next statement tries again.
-		np.setsSettings = pl.catalog.settingsSetter(db, a.Calls)
+		np.setsSettings = pl.catalog.settingsSetter(db, a.Calls, nil)
 		return np
 	}
 	defer func() {
@@ -367,6 +377,36 @@ func (pl *planner) keep(db string, p *plan) {
 	if !p.transient {
 		pl.plans.Add(planKey{db, p.sql}, p)
 	}
+}
+
+// writeSetter returns which function, of those a calls and those its
+// writes run (triggers, column defaults and constraints of the tables it
+// writes: cachepolicy.RelInfo.WriteFuncs), may change the session's
+// settings, or "". f describes a's writes and calls; the write functions
+// it lacks are looked up.
+func (pl *planner) writeSetter(ctx context.Context, db string, epoch uint64, a *cachepolicy.Analysis, f cachepolicy.Facts) (string, error) {
+	calls := slices.Clone(a.Calls)
+	var missing []string
+	for _, w := range a.Writes {
+		for _, ri := range f.Relations[w] {
+			for _, fn := range ri.WriteFuncs {
+				calls = append(calls, fn)
+				if _, ok := f.Functions[fn]; !ok {
+					missing = append(missing, fn)
+				}
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return cachepolicy.SettingsSetter(calls, f), nil
+	}
+	more, _, err := pl.catalog.facts(ctx, db, epoch, &cachepolicy.Analysis{Functions: missing})
+	if err != nil {
+		return "", err
+	}
+	funcs := maps.Clone(f.Functions)
+	maps.Copy(funcs, more.Functions)
+	return cachepolicy.SettingsSetter(calls, cachepolicy.Facts{Functions: funcs}), nil
 }
 
 // writeSide returns what the catalog must be asked about a's writes: the
