@@ -196,6 +196,10 @@ func TestCacheNeverLeaks(t *testing.T) {
 				twice(t, c, `SELECT v FROM t`, "from b")
 			})
 		}
+		// The operator is told why those sessions stopped using the cache.
+		if out := sc.Output(); !strings.Contains(out, `why="ran use_schema, which may change settings"`) {
+			t.Errorf("no log line naming use_schema as why a session bypasses the cache:\n%s", out)
+		}
 		c := connect(t, sc.URL("app", "", "postgres"))
 		if _, err := c.Exec(t.Context(), `SET search_path TO a`); err != nil {
 			t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sqlcache/sqlcache/cachepolicy"
 	"github.com/sqlcache/sqlcache/proxy/internal/cache"
 	"github.com/sqlcache/sqlcache/wire/pgwire"
 )
@@ -116,16 +117,27 @@ func (s *session) complete(r *request, st pgwire.TxStatus) {
 	}
 	s.mu.Lock()
 	effects, catalogChange, inTx := r.effects, r.catalogChange, r.inTx
+	var lost string // why the session's settings just became unknown
 	if len(effects) > 0 {
-		if r.failed || inTx || st != pgwire.TxIdle {
+		known := !s.state.unknown
+		untracked := r.failed || inTx || st != pgwire.TxIdle
+		if untracked {
 			// Inside a transaction a SET may yet be rolled back, and
 			// after an error some statements ran and some did not.
 			s.state.untracked(effects)
 		} else {
 			s.state.apply(effects)
 		}
+		if known && s.state.unknown {
+			lost = unknownReason(effects, untracked)
+		}
 	}
 	s.mu.Unlock()
+	if lost != "" {
+		// Once per session until DISCARD ALL or RESET ALL: what an
+		// operator needs to understand a falling hit ratio.
+		s.log.Info("session settings no longer known to sqlcache; it bypasses the cache until DISCARD ALL or RESET ALL", "why", lost)
+	}
 	if catalogChange {
 		s.p.planner.forget(s.db)
 	}
@@ -163,4 +175,23 @@ func (s *session) parameterStatus(msg pgwire.Message) {
 	s.mu.Lock()
 	s.state.parameterStatus(string(name), string(value))
 	s.mu.Unlock()
+}
+
+// unknownReason says which of effects left the session's settings unknown.
+func unknownReason(effects []cachepolicy.SessionEffect, untracked bool) string {
+	for _, e := range effects {
+		switch e.Kind {
+		case cachepolicy.SetConfigCall:
+			return "set_config()"
+		case cachepolicy.Unknown:
+			if e.Value == "SET" || e.Value == "" {
+				break
+			}
+			return e.Value
+		}
+	}
+	if untracked {
+		return "a SET or RESET inside a transaction block or a batch that failed"
+	}
+	return "a SET sqlcache cannot follow"
 }

@@ -57,7 +57,7 @@ func (r *request) classify(p *plan, row *cache.Row) {
 	r.catalogChange = r.catalogChange || a.CatalogChange
 	r.effects = append(r.effects, a.Session...)
 	if p.setsSettings != "" {
-		r.effects = append(r.effects, cachepolicy.SessionEffect{Kind: cachepolicy.Unknown, Value: p.setsSettings})
+		r.effects = append(r.effects, cachepolicy.SessionEffect{Kind: cachepolicy.Unknown, Value: "ran " + p.setsSettings + ", which may change settings"})
 	}
 }
 
