@@ -19,22 +19,23 @@ import (
 // sqlcache drops them at once; made elsewhere it is not in the change
 // stream, and these queries are how it is noticed.
 //
-// accessColumn describes relation c: its name and schema, owner,
-// privileges, row security switches and policies, options (a view's
-// security_invoker decides whose privileges and policies apply to the
-// tables it reads), a view's definition (CREATE OR REPLACE VIEW
-// changes what its cached answers should have been), and its columns with
-// their privileges (after ALTER TABLE … ADD COLUMN a cached SELECT * lacks
-// one; the change stream would tell only when rows of the table next
-// change) and the labels of those of an enum type (ALTER TYPE … RENAME
-// VALUE changes how every row shows), and its partitions and inheritance children at every depth
-// (ATTACH PARTITION and ALTER TABLE … INHERIT add rows to its answers that
-// no row change announces; DETACH and NO INHERIT take them away) with
-// their storage (relfilenode): a TRUNCATE of one partition is not in the
-// change stream, which names partitions by their root, but gives the
-// partition new storage. Otherwise values
-// rather than row versions (xmin), so that TRUNCATE,
-// ANALYZE and the like, which rewrite pg_class rows, are not changes.
+// accessColumn describes relation c, each part for a change that alters
+// its answers without a row change in the stream:
+//   - name, schema, owner, privileges, row security switches and policies;
+//   - options: a view's security_invoker decides whose privileges and
+//     policies apply to the tables it reads;
+//   - a view's definition (CREATE OR REPLACE VIEW);
+//   - its columns with their privileges and, for an enum type, its labels
+//     (after ALTER TABLE … ADD COLUMN a cached SELECT * lacks one; ALTER
+//     TYPE … RENAME VALUE changes how every row reads);
+//   - its partitions and inheritance children at every depth, with their
+//     storage (relfilenode): ATTACH PARTITION and INHERIT bring rows in,
+//     DETACH and NO INHERIT take them away, and a TRUNCATE of one
+//     partition, which the stream (naming partitions by their root) does
+//     not carry, gives it new storage.
+//
+// Values rather than row versions (xmin), so that TRUNCATE, ANALYZE and
+// the like, which rewrite pg_class rows, are not changes.
 //
 // Each relation sqlcache looks up is described by the same lookup
 // (relationsSQL, viewBasesSQL), before any answer that reads it can be

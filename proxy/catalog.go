@@ -517,16 +517,17 @@ WITH RECURSIVE deps(view, ref) AS (
 SELECT DISTINCT deps.view, c.relname, n.nspname, ` + relColumns + `c.oid, ` + accessColumn + `
 FROM deps JOIN pg_class c ON c.oid = deps.ref JOIN pg_namespace n ON n.oid = c.relnamespace`
 
-// functionsSQL describes every function of each name among $1. Its last
-// column says whether a user-defined one may change the session's
-// settings (cachepolicy.FuncInfo.SetsSettings): its source, or the source
-// of a user-defined function whose name is a word of it (transitively:
-// reach), calls
-// set_config(), runs SET or RESET as a statement, or runs dynamic SQL
-// (EXECUTE, a PL's SPI calls), which may do either. A text test that errs
-// toward yes: a name or word in a comment counts too. C and internal
-// functions have no source to read and are taken not to. A body in
-// standard SQL (BEGIN ATOMIC) has no prosrc; pg_get_functiondef spells it.
+// functionsSQL describes every function of each name among $1. Its
+// next-to-last column says whether a user-defined one may change the
+// session's settings (cachepolicy.FuncInfo.SetsSettings): whether its
+// source, or the source of a user-defined function whose name is a word of
+// it (transitively: reach), calls set_config(), runs SET or RESET as a
+// statement, or runs dynamic SQL (EXECUTE, a PL's SPI calls), which may do
+// either. A text test that errs toward yes: a name or word in a comment
+// counts too. C and internal functions have no source to read and are
+// taken not to. A body in standard SQL (BEGIN ATOMIC) has no prosrc;
+// pg_get_functiondef spells it. The last column says whether it is
+// temporary.
 var functionsSQL = `
 WITH RECURSIVE reach(root, oid, src) AS (
     SELECT p.oid, p.oid, ` + funcSource("p") + ` FROM pg_catalog.pg_proc p
