@@ -596,6 +596,8 @@ func TestCatalogReadersNotCached(t *testing.T) {
 		})
 	}
 	// Built-in STABLE functions of their arguments and settings stay cached.
+	// The session wrote (CREATE TABLE): its hits wait for the stream.
+	waitApplied(t, sc)
 	hits := metricValue(t, sc, "sqlcache_cache_hits_total")
 	for range 3 {
 		text(`SELECT to_char('2024-05-01 12:00+00'::timestamptz, 'YYYY-MM-DD HH24')`)

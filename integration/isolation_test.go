@@ -207,6 +207,9 @@ func TestCacheNeverLeaks(t *testing.T) {
 		if _, err := c.Exec(t.Context(), `SELECT public.bump()`); err != nil {
 			t.Fatal(err)
 		}
+		// bump wrote: the session's next hit waits for the stream (at most
+		// max_lag, then it relays). Let the stream catch up first.
+		waitApplied(t, sc)
 		hits := metricValue(t, sc, "sqlcache_cache_hits_total")
 		twice(t, c, `SELECT v FROM t`, "from a")
 		if got := metricValue(t, sc, "sqlcache_cache_hits_total") - hits; got < 1 {

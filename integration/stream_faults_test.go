@@ -266,10 +266,10 @@ func TestStreamPublicationAltered(t *testing.T) {
 	resets := rec.resetCount()
 
 	p.Exec(t, `ALTER PUBLICATION sqlcache SET (publish = 'insert')`)
-	waitUntil(t, 5*time.Second, "an error naming the publication's problem", func() bool {
+	waitUntil(t, 10*time.Second, "an error naming the publication's problem", func() bool {
 		return strings.Contains(s.Status().LastError, "does not publish all of insert, update, delete and truncate")
 	})
-	waitUntil(t, 5*time.Second, "the stream no longer fresh", func() bool { return s.FreshAsOf().IsZero() })
+	waitUntil(t, 10*time.Second, "the stream no longer fresh", func() bool { return s.FreshAsOf().IsZero() })
 	if !strings.Contains(logs.String(), "ALTER PUBLICATION sqlcache SET (publish = 'insert, update, delete, truncate')") {
 		t.Errorf("the log does not give the fix:\n%s", logs.String())
 	}
