@@ -196,7 +196,18 @@ func TestCacheNeverLeaks(t *testing.T) {
 				twice(t, c, `SELECT v FROM t`, "from b")
 			})
 		}
-		// The operator is told why those sessions stopped using the cache.
+		// explain says so beforehand; the log, when it happens.
+		for sql, want := range map[string]string{
+			`SELECT public.use_schema('b')`:                "session:   use_schema may change the session's settings",
+			`INSERT INTO public.visits VALUES (1)`:         "session:   enter_on_insert may change",
+			`SELECT public.bump()`:                         "",
+			`UPDATE public.counter SET n = 0 WHERE id = 1`: "",
+		} {
+			out, code := RunSqlcache(t, "explain", "--config", sc.ConfigFile, sql)
+			if code != 0 || want != "" && !strings.Contains(out, want) || want == "" && strings.Contains(out, "session:") {
+				t.Errorf("explain %q: exit %d:\n%s\nwant %q in it", sql, code, out, want)
+			}
+		}
 		if out := sc.Output(); !strings.Contains(out, `why="ran use_schema, which may change settings"`) {
 			t.Errorf("no log line naming use_schema as why a session bypasses the cache:\n%s", out)
 		}

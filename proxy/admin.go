@@ -124,6 +124,11 @@ type Explanation struct {
 	// cache read waits for the stream, which alone sees what triggers,
 	// rules and user functions change.
 	OwnWriteWait *bool `json:"own_write_wait,omitempty"`
+	// SettingsChangedBy names what the statement runs that may change the
+	// session's settings (a user-defined function, or the triggers of a
+	// table it writes): after it the session does not use the cache until
+	// DISCARD ALL or RESET ALL. Empty if nothing.
+	SettingsChangedBy string `json:"settings_changed_by,omitempty"`
 	// TTL is how long a cached answer lives: a duration, or "until
 	// invalidated"; empty when the statement is not cached.
 	TTL  string `json:"ttl,omitempty"`
@@ -163,6 +168,7 @@ func (p *Proxy) Explain(ctx context.Context, db, sql string) Explanation {
 		(wait || len(pl.analysis.Writes) > 0) {
 		e.OwnWriteWait = &wait
 	}
+	e.SettingsChangedBy = pl.setsSettings
 	if e.Tables == nil {
 		e.Tables = []string{}
 	}
