@@ -293,7 +293,7 @@ func (sc *scan) visit(m proto.Message) bool {
 	case *pg_query.SQLValueFunction:
 		sc.reject(whyValueFunc, valueFuncReason(n.GetOp()))
 	case *pg_query.TypeCast:
-		if typ := typeName(n.GetTypeName()); catalogTypes[typ] {
+		if typ := lastString(n.GetTypeName().GetNames(), 0); catalogTypes[typ] {
 			sc.reject(whyCatalogCast, "reads the catalog (::"+typ+")")
 		}
 	case *pg_query.A_Const:
@@ -375,16 +375,6 @@ var catalogTypes = map[string]bool{
 	"regclass": true, "regcollation": true, "regconfig": true, "regdictionary": true,
 	"regnamespace": true, "regoper": true, "regoperator": true, "regproc": true,
 	"regprocedure": true, "regrole": true, "regtype": true,
-}
-
-// typeName is the unqualified name of a type as written (regclass for
-// pg_catalog.regclass and regclass[]).
-func typeName(tn *pg_query.TypeName) string {
-	names := tn.GetNames()
-	if len(names) == 0 {
-		return ""
-	}
-	return names[len(names)-1].GetString_().GetSval()
 }
 
 // valueFuncReason names an SQL value function such as CURRENT_TIMESTAMP(3)

@@ -178,11 +178,18 @@ func WritesOnlyNamed(a *Analysis, f Facts) bool {
 	return true
 }
 
-// SettingsSetter returns the first of calls that may change the session's
-// settings (FuncInfo.SetsSettings) as f describes them, or "". f must
-// describe calls; a function it does not know counts as one.
-func SettingsSetter(calls []string, f Facts) string {
-	for _, name := range calls {
+// SettingsSetter returns what may change the session's settings
+// (FuncInfo.SetsSettings) among the functions calls names and those a
+// write of the relations writes names may run (WriteFuncs), as f describes
+// them, or "". A function or written relation f does not describe counts
+// as a setter.
+func SettingsSetter(calls, writes []string, f Facts) string {
+	for _, w := range writes {
+		if _, ok := f.Relations[w]; !ok {
+			return "the triggers of " + w
+		}
+	}
+	for _, name := range slices.Concat(calls, WriteFuncs(writes, f)) {
 		fs, ok := f.Functions[name]
 		if !ok {
 			return name
@@ -194,6 +201,18 @@ func SettingsSetter(calls []string, f Facts) string {
 		}
 	}
 	return ""
+}
+
+// WriteFuncs returns the functions a write of the relations writes may run
+// (RelInfo.WriteFuncs), as f describes them.
+func WriteFuncs(writes []string, f Facts) []string {
+	var funcs []string
+	for _, w := range writes {
+		for _, ri := range f.Relations[w] {
+			funcs = append(funcs, ri.WriteFuncs...)
+		}
+	}
+	return funcs
 }
 
 func notCacheable(reason string) Decision {

@@ -30,6 +30,7 @@ var testFacts = cachepolicy.Facts{
 		"ctype":       {{Schema: "public", Name: "ctype", Kind: 'c'}},
 		"w":           {{Schema: "public", Name: "w", Kind: 'r'}},
 		"audited":     {{Schema: "public", Name: "audited", Kind: 'r', RunsCode: true}},
+		"entered":     {{Schema: "public", Name: "entered", Kind: 'r', RunsCode: true, WriteFuncs: []string{"enter"}}},
 		"parent":      {{Schema: "public", Name: "parent", Kind: 'r', Base: []string{"child"}}},
 		"child":       {{Schema: "public", Name: "child", Kind: 'r', Base: []string{"parent"}}},
 		"v_users":     {{Schema: "public", Name: "v_users", Kind: 'v', Base: []string{"users"}}},
@@ -220,17 +221,20 @@ func TestWritesOnlyNamed(t *testing.T) {
 
 func TestSettingsSetter(t *testing.T) {
 	tests := []struct {
-		calls []string
-		want  string
+		calls, writes []string
+		want          string
 	}{
-		{nil, ""},
-		{[]string{"lower", "now", "my_stable"}, ""},
-		{[]string{"lower", "enter", "enter_imm"}, "enter"},
-		{[]string{"lower", "not_looked_up"}, "not_looked_up"},
+		{nil, nil, ""},
+		{[]string{"lower", "now", "my_stable"}, nil, ""},
+		{[]string{"lower", "enter", "enter_imm"}, nil, "enter"},
+		{[]string{"lower", "not_looked_up"}, nil, "not_looked_up"},
+		{[]string{"lower"}, []string{"users", "audited"}, ""},
+		{nil, []string{"users", "entered"}, "enter"},
+		{nil, []string{"not_looked_up"}, "the triggers of not_looked_up"},
 	}
 	for _, tt := range tests {
-		if got := cachepolicy.SettingsSetter(tt.calls, testFacts); got != tt.want {
-			t.Errorf("SettingsSetter(%q) = %q; want %q", tt.calls, got, tt.want)
+		if got := cachepolicy.SettingsSetter(tt.calls, tt.writes, testFacts); got != tt.want {
+			t.Errorf("SettingsSetter(%q, %q) = %q; want %q", tt.calls, tt.writes, got, tt.want)
 		}
 	}
 }

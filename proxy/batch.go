@@ -309,7 +309,7 @@ func (s *session) track(typ byte, body []byte) {
 		st := s.portals[string(portal)]
 		var row *cache.Row
 		if err == nil && st != nil {
-			s.decideWrites(st.plan)
+			s.decideEffects(st.plan)
 			if r, ok := s.portalRows[string(portal)]; ok && (*st.plan).writeRow != nil {
 				row = &r
 			}
@@ -340,7 +340,7 @@ func (s *session) track(typ byte, body []byte) {
 // its primary key, which row its parameters pick.
 func (s *session) bindRow(st *stmtInfo, bind pgwire.BindBody) {
 	if st != nil {
-		s.decideWrites(st.plan)
+		s.decideEffects(st.plan)
 		if wr := (*st.plan).writeRow; wr != nil {
 			if row, ok := paramRow(*wr, bind.Args, st.oids); ok {
 				s.portalRows[string(bind.Portal)] = row

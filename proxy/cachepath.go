@@ -92,7 +92,7 @@ func (s *session) query(msg pgwire.Message) error {
 	r := &request{fill: fill}
 	if held != nil {
 		// After the lookup, which may have decided the plan.
-		s.decideWrites(held)
+		s.decideEffects(held)
 		var row *cache.Row
 		if wr := (*held).writeRow; wr != nil {
 			if rw, ok := paramRow(*wr, nil, nil); ok {
@@ -121,21 +121,16 @@ func (s *session) query(msg pgwire.Message) error {
 	return nil
 }
 
-// decideWrites judges a statement that may write (and is not a candidate,
-// which its lookup decides), once per plan, on whether invalidating the
-// tables it names is all it takes: if so the session's next read need not
-// wait for the change stream. Only the change stream makes the question
-// worth a catalog lookup. A statement that calls functions or writes is
-// judged whatever the stream, and whether or not its lookup ran: a
-// function it calls, or a trigger it fires, may change the session's
-// settings (plan.setsSettings), which the session must know before its
-// next read from the cache.
-func (s *session) decideWrites(held **plan) {
-	a := (*held).analysis
-	_, down := s.streamUp()
-	writes := s.stream != nil && down == "" && !a.Candidate && mayWrite(a)
-	if !writes && len(a.Calls) == 0 && len(a.Writes) == 0 {
-		// Without a running stream there are no hits to hold back.
+// decideEffects decides, once per plan, what running a statement that
+// calls functions or writes does besides its own result (a candidate's
+// lookup may have decided it already, or not, when the session could not
+// use the cache): whether invalidating the tables it names is all its
+// writes take (plan.writesOnly: if so the session's next read need not
+// wait for the change stream), and whether a function it calls or its
+// writes run may change the session's settings (plan.setsSettings), which
+// the session must know before its next read from the cache.
+func (s *session) decideEffects(held **plan) {
+	if a := (*held).analysis; len(a.Calls) == 0 && len(a.Writes) == 0 {
 		return
 	}
 	*held = s.p.planner.decideIn(context.Background(), s.db, s.epoch, *held)

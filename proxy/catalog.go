@@ -228,30 +228,26 @@ func (c *catalog) fill(ctx context.Context, d *dbCatalog, db string, a *cachepol
 	return rels, found, nil
 }
 
-// settingsSetter is planner.writeSetter over what database db's catalog
-// knows now, without a lookup: for a statement whose lookup failed. A
-// function or a written relation not looked up yet counts as a setter.
+// settingsSetter is cachepolicy.SettingsSetter over what database db's
+// catalog knows now, without a lookup: for a statement whose lookup
+// failed. A function or a written relation not looked up yet counts as a
+// setter.
 func (c *catalog) settingsSetter(db string, calls, writes []string) string {
 	d := c.db(db)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	calls = slices.Clone(calls)
+	f := cachepolicy.Facts{Relations: make(map[string][]cachepolicy.RelInfo), Functions: make(map[string][]cachepolicy.FuncInfo)}
 	for _, w := range writes {
-		rf, ok := d.rels[w]
-		if !ok {
-			return "the triggers of " + w
-		}
-		for _, ri := range rf.infos {
-			calls = append(calls, ri.WriteFuncs...)
+		if rf, ok := d.rels[w]; ok {
+			f.Relations[w] = rf.infos
 		}
 	}
-	known := make(map[string][]cachepolicy.FuncInfo, len(calls))
-	for _, f := range calls {
-		if fs, ok := d.funcs[f]; ok {
-			known[f] = fs
+	for _, fn := range slices.Concat(calls, cachepolicy.WriteFuncs(writes, f)) {
+		if fs, ok := d.funcs[fn]; ok {
+			f.Functions[fn] = fs
 		}
 	}
-	return cachepolicy.SettingsSetter(calls, cachepolicy.Facts{Functions: known})
+	return cachepolicy.SettingsSetter(calls, writes, f)
 }
 
 func (d *dbCatalog) knowsFuncs(names []string) bool {

@@ -276,24 +276,21 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 	np := &plan{sql: p.sql, digest: p.digest, label: p.label, analysis: a, shape: p.shape, decided: true, epoch: cur, transient: p.transient}
 	if !a.Candidate {
 		np.decision = cachepolicy.Decision{Reason: a.Reason, Rule: -1}
+		// After DDL what it writes is moot (the catalog facts are about to
+		// be forgotten); what it calls may still set settings.
 		ddl := a.InvalidateAll || a.CatalogChange
-		if len(a.Calls) > 0 || len(a.Writes) > 0 && !ddl {
-			ask := writeSide(a)
-			if ddl {
-				// What it writes is moot; what it calls may set settings.
-				ask = &cachepolicy.Analysis{Functions: a.Calls}
-			}
-			facts, _, err := pl.catalog.facts(ctx, db, cur, ask)
+		writes := a.Writes
+		if ddl {
+			writes = nil
+		}
+		if len(a.Calls) > 0 || len(writes) > 0 {
+			facts, _, err := pl.catalog.facts(ctx, db, cur, writeSide(a.Calls, writes))
 			var setter string
 			if err == nil {
-				setter, err = pl.writeSetter(ctx, db, cur, a, facts)
+				setter, err = pl.writeSetter(ctx, db, cur, a.Calls, writes, facts)
 			}
 			if err != nil {
 				// Not stored: the next statement tries again.
-				var writes []string
-				if !ddl {
-					writes = a.Writes
-				}
 				np.setsSettings = pl.catalog.settingsSetter(db, a.Calls, writes)
 				return np
 			}
@@ -334,7 +331,7 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 		}
 	}()
 	wa := withViews(a, facts)
-	np.setsSettings = cachepolicy.SettingsSetter(wa.Functions, facts)
+	np.setsSettings = cachepolicy.SettingsSetter(wa.Functions, nil, facts)
 	switch {
 	case viewReason != "":
 		np.decision = cachepolicy.Decision{Reason: viewReason, Rule: -1}
@@ -379,41 +376,32 @@ func (pl *planner) keep(db string, p *plan) {
 	}
 }
 
-// writeSetter returns which function, of those a calls and those its
-// writes run (triggers, column defaults and constraints of the tables it
-// writes: cachepolicy.RelInfo.WriteFuncs), may change the session's
-// settings, or "". f describes a's writes and calls; the write functions
-// it lacks are looked up.
-func (pl *planner) writeSetter(ctx context.Context, db string, epoch uint64, a *cachepolicy.Analysis, f cachepolicy.Facts) (string, error) {
-	calls := slices.Clone(a.Calls)
-	var missing []string
-	for _, w := range a.Writes {
-		for _, ri := range f.Relations[w] {
-			for _, fn := range ri.WriteFuncs {
-				calls = append(calls, fn)
-				if _, ok := f.Functions[fn]; !ok {
-					missing = append(missing, fn)
-				}
-			}
+// writeSetter returns which function, of those calls and those writes of
+// the relations writes run (cachepolicy.WriteFuncs), may change the
+// session's settings, or "" (cachepolicy.SettingsSetter). f describes
+// calls and writes; the write functions it lacks are looked up.
+func (pl *planner) writeSetter(ctx context.Context, db string, epoch uint64, calls, writes []string, f cachepolicy.Facts) (string, error) {
+	missing := slices.DeleteFunc(cachepolicy.WriteFuncs(writes, f), func(fn string) bool {
+		_, ok := f.Functions[fn]
+		return ok
+	})
+	if len(missing) > 0 {
+		more, _, err := pl.catalog.facts(ctx, db, epoch, &cachepolicy.Analysis{Functions: missing})
+		if err != nil {
+			return "", err
 		}
+		funcs := maps.Clone(f.Functions)
+		maps.Copy(funcs, more.Functions)
+		f.Functions = funcs
 	}
-	if len(missing) == 0 {
-		return cachepolicy.SettingsSetter(calls, f), nil
-	}
-	more, _, err := pl.catalog.facts(ctx, db, epoch, &cachepolicy.Analysis{Functions: missing})
-	if err != nil {
-		return "", err
-	}
-	funcs := maps.Clone(f.Functions)
-	maps.Copy(funcs, more.Functions)
-	return cachepolicy.SettingsSetter(calls, cachepolicy.Facts{Functions: funcs}), nil
+	return cachepolicy.SettingsSetter(calls, writes, f), nil
 }
 
-// writeSide returns what the catalog must be asked about a's writes: the
-// relations it writes and the functions it calls.
-func writeSide(a *cachepolicy.Analysis) *cachepolicy.Analysis {
-	w := &cachepolicy.Analysis{Functions: a.Calls}
-	for _, name := range a.Writes {
+// writeSide returns what the catalog must be asked about a statement that
+// is not a candidate: the functions it calls and the relations it writes.
+func writeSide(calls, writes []string) *cachepolicy.Analysis {
+	w := &cachepolicy.Analysis{Functions: calls}
+	for _, name := range writes {
 		w.Relations = append(w.Relations, cachepolicy.RelRef{Name: name})
 	}
 	return w
