@@ -538,10 +538,11 @@ func TestCatalogReadersNotCached(t *testing.T) {
 	pg.Exec(t, `CREATE TABLE thing (id int PRIMARY KEY)`)
 	pg.Exec(t, `CREATE TABLE named (id int PRIMARY KEY)`)
 	conn := connect(t, sc.URL("postgres", "", "postgres"))
-	text := func(q string) string {
+	// on returns the one text value q reads on c, or NULL.
+	on := func(c *pgx.Conn, q string) string {
 		t.Helper()
 		var s *string
-		if err := conn.QueryRow(t.Context(), q).Scan(&s); err != nil {
+		if err := c.QueryRow(t.Context(), q).Scan(&s); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 		if s == nil {
@@ -549,17 +550,8 @@ func TestCatalogReadersNotCached(t *testing.T) {
 		}
 		return *s
 	}
-	direct := func(q string) string {
-		t.Helper()
-		var s *string
-		if err := pg.Conn(t).QueryRow(t.Context(), q).Scan(&s); err != nil {
-			t.Fatalf("%s directly: %v", q, err)
-		}
-		if s == nil {
-			return "NULL"
-		}
-		return *s
-	}
+	text := func(q string) string { t.Helper(); return on(conn, q) }
+	direct := func(q string) string { t.Helper(); return on(pg.Conn(t), q) }
 	for _, tc := range []struct {
 		name, read string
 		change     func()
