@@ -28,7 +28,11 @@ type Analysis struct {
 	Candidate bool
 	Reason    string   // why not a candidate: "FOR UPDATE", "several statements"...
 	Relations []RelRef // relations the candidate reads, sorted, deduplicated
-	Functions []string // functions the candidate calls (last name element), sorted, deduplicated
+	// Functions are what the candidate runs by name, sorted, deduplicated:
+	// the functions it calls (last name element), and the functions of
+	// the operators it uses and the casts it makes, named by OperatorPrefix
+	// or CastPrefix (see Implicit).
+	Functions []string
 	// RowParams: the candidate reads one table and nothing else, only
 	// rows with these column = parameter (or constant) equalities.
 	RowParams []RowParam
@@ -51,8 +55,8 @@ type Analysis struct {
 	// catalog facts cached for the database are stale. Not for creating a
 	// temporary relation, which no other session sees.
 	CatalogChange bool
-	// Calls are the functions any of the statements calls (last name
-	// element), sorted, deduplicated: code a write may run.
+	// Calls are what any of the statements runs by name, as Functions
+	// names it, sorted, deduplicated: code a write may run.
 	Calls []string
 	// RowWrites: the string is one UPDATE or DELETE, and every row it
 	// writes satisfies these column = parameter (or constant) equalities
@@ -272,8 +276,25 @@ func (sc *scan) visit(m proto.Message) bool {
 		sc.rels = append(sc.rels, RelRef{Schema: n.GetSchemaname(), Name: n.GetRelname()})
 	case *pg_query.FuncCall:
 		sc.call(n)
+	case *pg_query.A_Expr:
+		sc.operator(n)
 	case *pg_query.SubLink:
 		sc.sublinks++
+		op := lastString(n.GetOperName(), 0) // x < ANY (SELECT …)
+		if op == "" && n.GetSubLinkType() == pg_query.SubLinkType_ANY_SUBLINK {
+			op = "=" // x IN (SELECT …)
+		}
+		sc.uses(OperatorPrefix, op)
+	case *pg_query.SortBy:
+		sc.uses(OperatorPrefix, lastString(n.GetUseOp(), 0)) // ORDER BY x USING >
+	case *pg_query.CaseExpr:
+		if n.GetArg() != nil { // CASE x WHEN v: x = v
+			sc.uses(OperatorPrefix, "=")
+		}
+	case *pg_query.JoinExpr:
+		if n.GetIsNatural() || len(n.GetUsingClause()) > 0 {
+			sc.uses(OperatorPrefix, "=")
+		}
 	case *pg_query.CommonTableExpr:
 		sc.cte(n)
 	case *pg_query.InsertStmt:
@@ -293,9 +314,11 @@ func (sc *scan) visit(m proto.Message) bool {
 	case *pg_query.SQLValueFunction:
 		sc.reject(whyValueFunc, valueFuncReason(n.GetOp()))
 	case *pg_query.TypeCast:
-		if typ := lastString(n.GetTypeName().GetNames(), 0); catalogTypes[typ] {
+		typ := lastString(n.GetTypeName().GetNames(), 0)
+		if catalogTypes[typ] {
 			sc.reject(whyCatalogCast, "reads the catalog (::"+typ+")")
 		}
+		sc.uses(CastPrefix, typ)
 	case *pg_query.A_Const:
 		if s := n.GetSval(); s != nil && ReadsClock(s.GetSval()) {
 			sc.reject(whyClockLiteral, "reads the clock ("+quoteLiteral(s.GetSval())+")")
@@ -310,6 +333,30 @@ func (sc *scan) call(fc *pg_query.FuncCall) {
 	if name == "set_config" {
 		sc.setConfig = append(sc.setConfig, fc)
 		sc.reject(whySetConfig, "changes the session (set_config)")
+	}
+}
+
+// operator notes the operators e uses: its name's, or the comparisons a
+// BETWEEN stands for.
+func (sc *scan) operator(e *pg_query.A_Expr) {
+	switch e.GetKind() {
+	case pg_query.A_Expr_Kind_AEXPR_BETWEEN, pg_query.A_Expr_Kind_AEXPR_BETWEEN_SYM:
+		sc.uses(OperatorPrefix, ">=")
+		sc.uses(OperatorPrefix, "<=")
+	case pg_query.A_Expr_Kind_AEXPR_NOT_BETWEEN, pg_query.A_Expr_Kind_AEXPR_NOT_BETWEEN_SYM:
+		sc.uses(OperatorPrefix, "<")
+		sc.uses(OperatorPrefix, ">")
+	default:
+		// IN and IS DISTINCT FROM are named "=" or "<>", LIKE "~~".
+		sc.uses(OperatorPrefix, lastString(e.GetName(), 0))
+	}
+}
+
+// uses notes the functions of an operator or cast (prefix) named name, if
+// any.
+func (sc *scan) uses(prefix, name string) {
+	if name != "" {
+		sc.funcs = append(sc.funcs, prefix+name)
 	}
 }
 

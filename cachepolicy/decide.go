@@ -94,7 +94,11 @@ func Decide(a *Analysis, sql string, f Facts, rules []Rule, defaultTTL time.Dura
 		return notCacheable(why)
 	}
 	for _, name := range a.Functions {
-		if why := functionProblem(name, f.Functions[name]); why != "" {
+		overloads, known := f.Functions[name]
+		if !known {
+			return notCacheable("unknown function " + name) // not looked up
+		}
+		if why := functionProblem(name, overloads); why != "" {
 			return notCacheable(why)
 		}
 	}
@@ -153,7 +157,7 @@ func WritesOnlyNamed(a *Analysis, f Facts) bool {
 	}
 	for _, name := range a.Calls {
 		fs := f.Functions[name]
-		if len(fs) == 0 {
+		if len(fs) == 0 && !Implicit(name) {
 			return false
 		}
 		for _, fi := range fs {
@@ -196,6 +200,9 @@ func SettingsSetter(calls, writes []string, f Facts) string {
 		}
 		for _, fi := range fs {
 			if fi.SetsSettings {
+				if Implicit(name) {
+					return called(name, fi)
+				}
 				return name
 			}
 		}
@@ -323,38 +330,74 @@ func depNames(deps []dependency) []string {
 	return sortedUnique(names)
 }
 
-// functionProblem returns why calling every overload of name, the worst
-// one counting, makes a result uncacheable.
+// functionProblem returns why running every function name stands for
+// (every overload of a function, or the functions of every operator or
+// cast of that name), the worst one counting, makes a result uncacheable.
 func functionProblem(name string, overloads []FuncInfo) string {
 	if len(overloads) == 0 {
+		if Implicit(name) {
+			// Looked up: a cast that runs no function (binary, or through
+			// text), or an operator that does not exist (the query fails).
+			return ""
+		}
 		return "unknown function " + name
 	}
 	for _, fn := range overloads {
 		if fn.Volatility != 'i' && fn.Volatility != 's' {
-			return "volatile function " + name + "()" // 'v', or unknown: the worst
+			return "volatile function " + called(name, fn) // 'v', or unknown: the worst
 		}
 	}
 	for _, fn := range overloads {
 		if fn.SetsSettings {
-			return name + "() may change the session's settings"
+			return called(name, fn) + " may change the session's settings"
 		}
 	}
 	for _, fn := range overloads {
 		if fn.Volatility == 's' && !fn.BuiltIn {
-			return "user-defined STABLE function " + name + "() may read tables"
+			return "user-defined STABLE function " + called(name, fn) + " may read tables"
 		}
 	}
 	for _, fn := range overloads {
-		if fn.Volatility == 's' && readsClockOrSession(name) {
-			return name + "() reads the clock/session"
+		if fn.Volatility == 's' && readsClockOrSession(fn.Name) {
+			return called(name, fn) + " reads the clock/session"
 		}
 	}
 	for _, fn := range overloads {
-		if fn.Volatility == 's' && !argumentsOnlyFuncs[name] {
-			return name + "() reads the catalog or server state"
+		if fn.Volatility == 's' && !argumentsOnlyFuncs[fn.Name] {
+			return called(name, fn) + " reads the catalog or server state"
 		}
 	}
 	return ""
+}
+
+// OperatorPrefix and CastPrefix begin the names by which Analysis.Functions
+// and Calls list the operators a statement uses and the casts it makes,
+// followed by the operator's name or the name of the type cast to
+// ("operator =", "cast int4"): each stands for the functions of every
+// operator or cast of that name, which run as a function called by name
+// does and are judged as overloads of one function are. The catalog lists
+// them in Facts.Functions under the same name; FuncInfo.Name is then the
+// function's own name. Only what the text spells is listed: the
+// comparisons that ORDER BY, GROUP BY, DISTINCT and set operations make
+// through a type's operator class, and implicit casts, are not.
+const (
+	OperatorPrefix = "operator "
+	CastPrefix     = "cast "
+)
+
+// Implicit reports whether name, of Analysis.Functions or Calls, stands
+// for the functions of operators or casts rather than for a function
+// called by name.
+func Implicit(name string) bool {
+	return strings.HasPrefix(name, OperatorPrefix) || strings.HasPrefix(name, CastPrefix)
+}
+
+// called names fn, run for name, in a reason: "f()", or "f() (operator %)".
+func called(name string, fn FuncInfo) string {
+	if !Implicit(name) || fn.Name == "" {
+		return name + "()"
+	}
+	return fn.Name + "() (" + name + ")"
 }
 
 // argumentsOnlyFuncs are the built-in STABLE functions whose result

@@ -58,6 +58,18 @@ var testFacts = cachepolicy.Facts{
 		"enter_imm":            {{Name: "enter_imm", Volatility: 'i', SetsSettings: true}},
 		"over":                 {{Name: "over", Volatility: 'i', BuiltIn: true}, {Name: "over", Volatility: 'v'}},
 		"odd":                  {{Name: "odd", Volatility: 'x', BuiltIn: true}},
+		// Operators and casts (cachepolicy.Implicit), as the catalog
+		// lists every one of the name.
+		"operator =":   {{Name: "int4eq", Volatility: 'i', BuiltIn: true}, {Name: "date_eq_timestamptz", Volatility: 's', BuiltIn: true}},
+		"operator >":   {{Name: "int4gt", Volatility: 'i', BuiltIn: true}},
+		"operator %":   {{Name: "similarity_op", Volatility: 's'}},
+		"operator ===": {{Name: "same_flag", Volatility: 'i'}},
+		"operator @>":  {{Name: "arraycontains", Volatility: 'i', BuiltIn: true}, {Name: "enter_op", Volatility: 'i', SetsSettings: true}},
+		"operator &&":  {{Name: "lock_overlap", Volatility: 'v'}},
+		"operator <<<": nil, // no such operator
+		"cast int4":    {{Name: "int4", Volatility: 'i', BuiltIn: true}},
+		"cast text":    nil, // through output functions
+		"cast band":    {{Name: "band_of", Volatility: 's'}},
 	},
 }
 
@@ -133,6 +145,16 @@ func TestDecide(t *testing.T) {
 		{"unknown volatility", "SELECT odd(1)", nil, no("volatile function odd()")},
 		{"unknown function", "SELECT nosuchfn()", nil, no("unknown function nosuchfn")},
 		{"relation before function", "SELECT random() FROM nosuch", nil, no("unknown relation nosuch")},
+		// Operators and casts
+		{"built-in operators", "SELECT * FROM users WHERE id = $1 AND n > 2 AND name::text = $2::int::text", nil, yes("users")},
+		{"user immutable operator", "SELECT 1 === 2", nil, yes()},
+		{"user stable operator", "SELECT * FROM users WHERE name % 'jon'", nil,
+			no("user-defined STABLE function similarity_op() (operator %) may read tables")},
+		{"volatile operator", "SELECT ARRAY[1] && ARRAY[2]", nil, no("volatile function lock_overlap() (operator &&)")},
+		{"operator that sets settings", "SELECT ARRAY[1] @> ARRAY[2]", nil, no("enter_op() (operator @>) may change the session's settings")},
+		{"no such operator", "SELECT 1 <<< 2", nil, yes()},
+		{"operator not looked up", "SELECT 1 ### 2", nil, no("unknown function operator ###")},
+		{"user stable cast", "SELECT n::band FROM users", nil, no("user-defined STABLE function band_of() (cast band) may read tables")},
 		// Rules
 		{"never by table", "SELECT * FROM users", []cachepolicy.Rule{never("public.users")},
 			cachepolicy.Decision{Reason: "rule 0: never", Tables: []string{"users"}, Rule: 0}},
@@ -199,6 +221,10 @@ func TestWritesOnlyNamed(t *testing.T) {
 		{`UPDATE users SET name = my_stable(name)`, false}, // user code may write anywhere
 		{`UPDATE users SET n = over(1)`, false},            // one of the overloads is user code
 		{`UPDATE users SET n = nosuch(1)`, false},
+		{`UPDATE users SET n = 1 WHERE name = 'x'`, true}, // built-in operators
+		{`UPDATE users SET n = 1 WHERE name::text = $1`, true},
+		{`UPDATE users SET n = 1 WHERE name % 'x'`, false}, // a user-defined operator's function
+		{`UPDATE users SET n = 1 WHERE flag === true`, false},
 		{`UPDATE audited SET n = 1`, false}, // triggers
 		{`UPDATE events SET n = 1`, false},  // partitioned: rows land in partitions
 		{`UPDATE parent SET n = 1`, false},  // inheritance children
@@ -231,6 +257,8 @@ func TestSettingsSetter(t *testing.T) {
 		{[]string{"lower"}, []string{"users", "audited"}, ""},
 		{nil, []string{"users", "entered"}, "enter"},
 		{nil, []string{"not_looked_up"}, "the triggers of not_looked_up"},
+		{[]string{"operator =", "operator @>"}, nil, "enter_op() (operator @>)"},
+		{[]string{"cast text", "operator <<<"}, nil, ""},
 	}
 	for _, tt := range tests {
 		if got := cachepolicy.SettingsSetter(tt.calls, tt.writes, testFacts); got != tt.want {

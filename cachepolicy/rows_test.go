@@ -22,9 +22,12 @@ var rowFacts = cachepolicy.Facts{
 		"branches":  {{Schema: "public", Name: "branches", Kind: 'r', Key: "bid", KeyType: 23}},
 	},
 	Functions: map[string][]funcInfo{
-		"lower": {{Name: "lower", Volatility: 'i', BuiltIn: true}},
-		"count": {{Name: "count", Volatility: 'i', BuiltIn: true}},
-		"avg":   {{Name: "avg", Volatility: 'i', BuiltIn: true}},
+		"lower":      {{Name: "lower", Volatility: 'i', BuiltIn: true}},
+		"count":      {{Name: "count", Volatility: 'i', BuiltIn: true}},
+		"avg":        {{Name: "avg", Volatility: 'i', BuiltIn: true}},
+		"operator =": {{Name: "int4eq", Volatility: 'i', BuiltIn: true}},
+		"operator >": {{Name: "int4gt", Volatility: 'i', BuiltIn: true}},
+		"cast int4":  {{Name: "int4", Volatility: 'i', BuiltIn: true}},
 	},
 }
 

@@ -90,10 +90,13 @@ func TestShapeReuse(t *testing.T) {
 
 // keyedFacts describe the tables of TestShapeReuse with integer primary
 // keys, so that decisions are tied to rows.
-var keyedFacts = cachepolicy.Facts{Relations: map[string][]relInfo{
-	"t":                {{Schema: "public", Name: "t", Kind: 'r', Key: "id", KeyType: 23}},
-	"pgbench_accounts": {{Schema: "public", Name: "pgbench_accounts", Kind: 'r', Key: "aid", KeyType: 23}},
-}}
+var keyedFacts = cachepolicy.Facts{
+	Relations: map[string][]relInfo{
+		"t":                {{Schema: "public", Name: "t", Kind: 'r', Key: "id", KeyType: 23}},
+		"pgbench_accounts": {{Schema: "public", Name: "pgbench_accounts", Kind: 'r', Key: "aid", KeyType: 23}},
+	},
+	Functions: rowFacts.Functions,
+}
 
 // BenchmarkShapeReuse is what a new text of a known shape costs a proxy:
 // its shape, and the reused analysis with its row constant read in.

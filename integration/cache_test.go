@@ -532,6 +532,80 @@ func TestCacheDependencies(t *testing.T) {
 // change stream. A migration tool asks to_regclass whether its table
 // exists, creates it, and asks again; a cached NULL would have it create
 // the table twice.
+// TestUserCodeInOperatorsAndCasts checks that an operator or a cast whose
+// function is user-defined and STABLE, which may read tables the query
+// does not name, keeps the query out of the cache as a call of that
+// function by name would, while built-in operators and casts and a
+// user-defined IMMUTABLE operator do not.
+func TestUserCodeInOperatorsAndCasts(t *testing.T) {
+	pg, sc := startCache(t, nil)
+	for _, stmt := range []string{
+		`CREATE TABLE op_cfg (id int PRIMARY KEY, threshold int)`,
+		`INSERT INTO op_cfg VALUES (1, 10)`,
+		`CREATE TABLE op_items (id int PRIMARY KEY, price int)`,
+		`INSERT INTO op_items VALUES (1, 5), (2, 15)`,
+		`CREATE FUNCTION above(a int, b int) RETURNS bool STABLE LANGUAGE sql
+		   AS 'SELECT a > (SELECT threshold FROM op_cfg) + b'`,
+		`CREATE OPERATOR >>> (FUNCTION = above, LEFTARG = int, RIGHTARG = int)`,
+		`CREATE TYPE band AS ENUM ('low', 'high')`,
+		`CREATE FUNCTION band_of(int) RETURNS band STABLE LANGUAGE sql
+		   AS $$SELECT CASE WHEN $1 > (SELECT threshold FROM op_cfg) THEN 'high'::band ELSE 'low'::band END$$`,
+		`CREATE CAST (int AS band) WITH FUNCTION band_of(int)`,
+		`CREATE FUNCTION twice_eq(a int, b int) RETURNS bool IMMUTABLE LANGUAGE sql AS 'SELECT a = 2 * b'`,
+		`CREATE OPERATOR =** (FUNCTION = twice_eq, LEFTARG = int, RIGHTARG = int)`,
+	} {
+		pg.Exec(t, stmt)
+	}
+	waitApplied(t, sc)
+	conn := connect(t, sc.URL("postgres", "", "postgres"))
+	read := func(c *pgx.Conn, q string) string {
+		t.Helper()
+		var s string
+		if err := c.QueryRow(t.Context(), q).Scan(&s); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return s
+	}
+	hits := func() float64 { return metricValue(t, sc, "sqlcache_cache_hits_total") }
+	for _, q := range []string{
+		`SELECT count(*)::text FROM op_items WHERE price >>> 0`,
+		`SELECT string_agg(price::band::text, ',' ORDER BY id) FROM op_items`,
+	} {
+		before := read(conn, q)
+		h := hits()
+		if again := read(conn, q); again != before {
+			t.Fatalf("%s changed on its own: %s then %s", q, before, again)
+		}
+		if got := hits() - h; got != 0 {
+			t.Errorf("%s: %v cache hits; want none", q, got)
+		}
+		// A change of op_cfg, which the query does not name, changes
+		// its answer.
+		pg.Exec(t, `UPDATE op_cfg SET threshold = 25 - threshold`)
+		want := read(pg.Conn(t), q)
+		if want == before {
+			t.Fatalf("the change did not change %s directly (%s): the test proves nothing", q, want)
+		}
+		if got := read(conn, q); got != want {
+			t.Errorf("%s after the change: %s through sqlcache, %s directly", q, got, want)
+		}
+	}
+	// Built-in operators and casts, and an IMMUTABLE user-defined
+	// operator, leave the query cacheable.
+	waitApplied(t, sc)
+	for _, q := range []string{
+		`SELECT count(*)::text FROM op_items WHERE price > 0 AND id::text <> 'x' AND price BETWEEN 1 AND 100`,
+		`SELECT count(*)::text FROM op_items WHERE price =** 3`,
+	} {
+		read(conn, q)
+		h := hits()
+		read(conn, q)
+		if got := hits() - h; got != 1 {
+			t.Errorf("%s the second time: %v cache hits; want 1", q, got)
+		}
+	}
+}
+
 func TestCatalogReadersNotCached(t *testing.T) {
 	pg, sc := startCache(t, nil)
 	pg.Exec(t, `CREATE ROLE reader`)

@@ -820,6 +820,18 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		pg.Exec(t, `CREATE FUNCTION public.pick(int) RETURNS text IMMUTABLE LANGUAGE sql AS $$SELECT 'int'$$`)
 		eventually(t, limit, fresh(t, q), "openint")
 	})
+	t.Run("operator_overload_created", func(t *testing.T) {
+		pg.Exec(t, `CREATE FUNCTION public.same_num(int, numeric) RETURNS text IMMUTABLE LANGUAGE sql AS $$SELECT 'numeric'$$`)
+		pg.Exec(t, `CREATE OPERATOR public.=== (FUNCTION = public.same_num, LEFTARG = int, RIGHTARG = numeric)`)
+		checked(t)
+		app := connect(t, sc.URL("app", "", "postgres"))
+		const q = `SELECT v || (1 === 1) FROM public.pub`
+		cached(t, app, q, "opennumeric")
+		// An exact match for (int, int) is now what 1 === 1 means.
+		pg.Exec(t, `CREATE FUNCTION public.same_int(int, int) RETURNS text IMMUTABLE LANGUAGE sql AS $$SELECT 'int'$$`)
+		pg.Exec(t, `CREATE OPERATOR public.=== (FUNCTION = public.same_int, LEFTARG = int, RIGHTARG = int)`)
+		eventually(t, limit, fresh(t, q), "openint")
+	})
 	t.Run("server_search_path", func(t *testing.T) {
 		// A default from postgresql.conf (ALTER SYSTEM, reload) applies to
 		// every session that has not set its own, the running ones too.

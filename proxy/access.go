@@ -91,20 +91,23 @@ SELECT ` + sqlDigest(`concat_ws('|',
      WHERE g.context IN ('user', 'superuser')))`)
 
 // relNamesSQL and funcNamesSQL list, for each name among $1, the OIDs of
-// the relations and functions of that name (not temporary ones: only
-// their own session sees those, and it stops using the cache), in every
-// schema, as lookupRelations and lookupFunctions record them (appendOID).
-// A name's list changes when a relation or function of that name is
-// created, dropped or renamed: a table created in a schema earlier on the
-// search path shadows the one an answer read, a table swapped in by
-// ALTER TABLE … RENAME, or dropped and created again, is another table
-// under the same name, and a new overload of a function may be the one a
-// call now resolves to. None of that is in the change stream.
+// the relations of that name, and of the functions, operators or casts it
+// stands for (functionsSQL; not temporary ones: only their own session
+// sees those, and it stops using the cache), in every schema, as
+// lookupRelations and lookupFunctions record them (appendOID).
+// A name's list changes when a relation, function, operator or cast of
+// that name is created, dropped or renamed: a table created in a schema
+// earlier on the search path shadows the one an answer read, a table
+// swapped in by ALTER TABLE … RENAME, or dropped and created again, is
+// another table under the same name, and a new overload of a function or
+// an operator, or a new cast, may be the one a call, an expression or a
+// cast now resolves to. None of that is in the change stream.
 var relNamesSQL = `SELECT n, coalesce((SELECT string_agg(c.oid::text, ',' ORDER BY c.oid)
   FROM pg_class c WHERE c.relname = n AND c.relpersistence <> 't'), '') FROM unnest($1::text[]) n`
 
-var funcNamesSQL = `SELECT n, coalesce((SELECT string_agg(p.oid::text, ',' ORDER BY p.oid)
-  FROM pg_proc p WHERE p.proname = n AND NOT ` + tempFunc("p") + `), '') FROM unnest($1::text[]) n`
+var funcNamesSQL = `SELECT n, coalesce((SELECT string_agg(w::text, ',' ORDER BY w) FROM (
+    SELECT DISTINCT f.watched AS w FROM (` + namedFuncs + `) f(name, fn, watched) JOIN pg_proc p ON p.oid = f.fn
+    WHERE f.name = n AND NOT ` + tempFunc("p") + `) u), '') FROM unnest($1::text[]) n`
 
 // access is what accessSharedSQL returned, accessColumn of each watched
 // relation and funcAccessColumn of each watched function by OID, and the

@@ -247,6 +247,13 @@ func (c *catalog) settingsSetter(db string, calls, writes []string) string {
 			f.Functions[fn] = fs
 		}
 	}
+	// Operators and casts not looked up yet are taken not to set settings:
+	// nearly every statement uses some, and a passing lookup failure must
+	// not cost each session that ran one its cache for good.
+	calls = slices.DeleteFunc(slices.Clone(calls), func(fn string) bool {
+		_, known := f.Functions[fn]
+		return !known && cachepolicy.Implicit(fn)
+	})
 	return cachepolicy.SettingsSetter(calls, writes, f)
 }
 
@@ -513,8 +520,15 @@ WITH RECURSIVE deps(view, ref) AS (
 SELECT DISTINCT deps.view, c.relname, n.nspname, ` + relColumns + `c.oid, ` + accessColumn + `
 FROM deps JOIN pg_class c ON c.oid = deps.ref JOIN pg_namespace n ON n.oid = c.relnamespace`
 
-// functionsSQL describes every function of each name among $1. Its
-// next-to-last column says whether a user-defined one may change the
+// functionsSQL describes every function each name among $1 stands for
+// (cachepolicy.Analysis.Functions): the functions of that name, and for
+// "operator X" and "cast T" (cachepolicy.Implicit) the functions of every
+// operator named X and of every cast to a type named T. Each row gives the
+// name asked for, the function's name, volatility, whether it is built in,
+// its OID, the OID that the name's watch lists (the function's, the
+// operator's or the cast's: funcNamesSQL), and funcAccessColumn.
+//
+// Its next-to-last column says whether a user-defined one may change the
 // session's settings (cachepolicy.FuncInfo.SetsSettings): whether its
 // source, or the source of a user-defined function whose name is a word of
 // it (transitively: reach), calls set_config(), runs SET or RESET as a
@@ -525,9 +539,12 @@ FROM deps JOIN pg_class c ON c.oid = deps.ref JOIN pg_namespace n ON n.oid = c.r
 // pg_get_functiondef spells it. The last column says whether it is
 // temporary.
 var functionsSQL = `
-WITH RECURSIVE reach(root, oid, src) AS (
+WITH RECURSIVE named(name, fn, watched) AS (
+` + namedFuncs + `
+),
+reach(root, oid, src) AS (
     SELECT p.oid, p.oid, ` + funcSource("p") + ` FROM pg_catalog.pg_proc p
-    WHERE p.proname = ANY($1) AND p.oid >= 16384 AND p.prolang NOT IN (12, 13)
+    WHERE p.oid IN (SELECT fn FROM named) AND p.oid >= 16384 AND p.prolang NOT IN (12, 13)
   UNION
     SELECT r.root, q.oid, ` + funcSource("q") + `
     FROM reach r, regexp_split_to_table(r.src, '[^a-z0-9_$]+') w, pg_catalog.pg_proc q
@@ -537,9 +554,21 @@ sets AS (
     SELECT DISTINCT r.root FROM reach r
     WHERE r.src ~* '\mset_config\M|\mexecute\M|\mspi_|(^|;|\mbegin\M|\mthen\M|\melse\M|\mloop\M)\s*(set|reset)\M'
 )
-SELECT p.proname, p.provolatile::text, p.oid < 16384, p.oid, ` + funcAccessColumn + `,
+SELECT n.name, p.proname, p.provolatile::text, p.oid < 16384, p.oid, n.watched, ` + funcAccessColumn + `,
        p.oid IN (SELECT root FROM sets), ` + tempFunc("p") + `
-FROM pg_catalog.pg_proc p WHERE p.proname = ANY($1)`
+FROM named n JOIN pg_catalog.pg_proc p ON p.oid = n.fn`
+
+// namedFuncs is SQL for the functions each name among $1 stands for (see
+// functionsSQL), as rows of the name, the function's OID and the OID the
+// name's watch lists.
+const namedFuncs = `    SELECT p.proname::text, p.oid, p.oid FROM pg_catalog.pg_proc p WHERE p.proname = ANY($1)
+  UNION ALL
+    SELECT '` + cachepolicy.OperatorPrefix + `' || o.oprname, o.oprcode, o.oid FROM pg_catalog.pg_operator o
+    WHERE '` + cachepolicy.OperatorPrefix + `' || o.oprname = ANY($1) AND o.oprcode <> 0
+  UNION ALL
+    SELECT '` + cachepolicy.CastPrefix + `' || t.typname, c.castfunc, c.oid
+    FROM pg_catalog.pg_cast c JOIN pg_catalog.pg_type t ON t.oid = c.casttarget
+    WHERE '` + cachepolicy.CastPrefix + `' || t.typname = ANY($1) AND c.castfunc <> 0`
 
 // tempFunc is SQL for whether function alias is temporary (in a session's
 // pg_temp schema): such functions are not watched.
@@ -614,8 +643,9 @@ func hasRel(rs []cachepolicy.RelInfo, schema string) bool {
 	return false
 }
 
-// lookupFunctions adds the functions of names to funcs, and each
-// user-defined one's funcAccessColumn to access by OID.
+// lookupFunctions adds the functions each of names stands for to funcs,
+// each user-defined one's funcAccessColumn to access by OID, and the OIDs
+// of the functions, operators and casts of each name to its watch.
 func lookupFunctions(ctx context.Context, conn *pgx.Conn, names []string, funcs map[string][]cachepolicy.FuncInfo, access *access) error {
 	rows, err := conn.Query(ctx, functionsSQL, names)
 	if err != nil {
@@ -624,10 +654,10 @@ func lookupFunctions(ctx context.Context, conn *pgx.Conn, names []string, funcs 
 	defer rows.Close()
 	for rows.Next() {
 		var fi cachepolicy.FuncInfo
-		var vol, acc string
-		var oid uint32
+		var name, vol, acc string
+		var oid, watched uint32
 		var temp bool
-		if err := rows.Scan(&fi.Name, &vol, &fi.BuiltIn, &oid, &acc, &fi.SetsSettings, &temp); err != nil {
+		if err := rows.Scan(&name, &fi.Name, &vol, &fi.BuiltIn, &oid, &watched, &acc, &fi.SetsSettings, &temp); err != nil {
 			return fmt.Errorf("catalog functions: %w", err)
 		}
 		fi.Volatility = vol[0]
@@ -635,9 +665,9 @@ func lookupFunctions(ctx context.Context, conn *pgx.Conn, names []string, funcs 
 			if !fi.BuiltIn {
 				access.funcs[oid] = acc
 			}
-			access.funcNames[fi.Name] = appendOID(access.funcNames[fi.Name], oid)
+			access.funcNames[name] = appendOID(access.funcNames[name], watched)
 		}
-		funcs[fi.Name] = append(funcs[fi.Name], fi)
+		funcs[name] = append(funcs[name], fi)
 	}
 	if err := rows.Err(); err != nil {
 		return err

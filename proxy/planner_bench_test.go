@@ -19,7 +19,9 @@ func knownCatalog(tb testing.TB) *planner {
 	d.rels = map[string]relFacts{"t": {infos: []cachepolicy.RelInfo{
 		{Schema: "public", Name: "t", Kind: 'r', Key: "id", KeyType: 23},
 	}}}
-	d.funcs = map[string][]cachepolicy.FuncInfo{}
+	d.funcs = map[string][]cachepolicy.FuncInfo{
+		cachepolicy.OperatorPrefix + "=": {{Name: "int4eq", Volatility: 'i', BuiltIn: true}},
+	}
 	pl := newPlanner(c, nil, 0)
 	pl.streamed = true
 	return pl
