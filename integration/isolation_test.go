@@ -308,6 +308,164 @@ func TestCacheNeverLeaks(t *testing.T) {
 
 // TestCacheRulesAndAdmin covers cache.rules (never, per-table TTL), the
 // admin /cache report, POST /cache/invalidate and sqlcache explain.
+// TestSettingsReadBack checks the multi-tenant pattern: a pooled
+// connection enters a tenant with set_config($1) (or a function that
+// calls it, or SET inside a transaction), which sqlcache cannot follow
+// from the statement alone, and reads a table whose row security policy
+// reads that setting. sqlcache reads the session's settings back, so the
+// connection keeps using the cache, each tenant under its own key, and an
+// unnamed statement the client prepared before survives the read-back.
+func TestSettingsReadBack(t *testing.T) {
+	pg, sc := startCache(t, map[string]any{"cache": map[string]any{"catalog_check": "200ms"}})
+	for _, stmt := range []string{
+		`CREATE TABLE tenant_docs (id int PRIMARY KEY, tenant text, body text)`,
+		`INSERT INTO tenant_docs VALUES (1, 't1', 'doc of t1'), (2, 't2', 'doc of t2')`,
+		`ALTER TABLE tenant_docs ENABLE ROW LEVEL SECURITY`,
+		`CREATE POLICY by_tenant ON tenant_docs USING (tenant = current_setting('app.tenant', true))`,
+		`GRANT SELECT ON tenant_docs TO app`,
+		`CREATE FUNCTION enter_tenant(t text) RETURNS text LANGUAGE plpgsql AS $$
+		 BEGIN PERFORM set_config('app.tenant', t, false); RETURN t; END $$`,
+	} {
+		pg.Exec(t, stmt)
+	}
+	waitApplied(t, sc)
+	const q = `SELECT coalesce(string_agg(body, ','), '') FROM tenant_docs`
+	hits := func() float64 { return metricValue(t, sc, "sqlcache_cache_hits_total") }
+	read := func(c *pgx.Conn) string {
+		t.Helper()
+		var s string
+		if err := c.QueryRow(t.Context(), q).Scan(&s); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return s
+	}
+	// reads reads q three times on c, wanting want each time and a cache
+	// hit the last two: the first read after a change of settings is
+	// relayed (its read-back is still in flight), then filled.
+	reads := func(c *pgx.Conn, want string) {
+		t.Helper()
+		var h float64
+		for i := range 3 {
+			if i == 2 {
+				h = hits()
+			}
+			if got := read(c); got != want {
+				t.Fatalf("read %d: %q; want %q", i, got, want)
+			}
+		}
+		if got := hits() - h; got != 1 {
+			t.Errorf("the third read was not a cache hit (%v hits)", got)
+		}
+	}
+	c := connect(t, sc.URL("app", "", "postgres"))
+	// The client's own unnamed statement, parsed once and bound again
+	// later, as drivers do.
+	if _, err := c.PgConn().Prepare(t.Context(), "", `SELECT set_config('app.tenant', $1, false)`, nil); err != nil {
+		t.Fatal(err)
+	}
+	enter := func(tenant string) {
+		t.Helper()
+		res := c.PgConn().ExecPrepared(t.Context(), "", [][]byte{[]byte(tenant)}, nil, nil).Read()
+		if res.Err != nil {
+			t.Fatalf("set_config(%q) on the unnamed statement: %v", tenant, res.Err)
+		}
+	}
+	enter("t1")
+	reads(c, "doc of t1")
+	enter("t2")
+	// The read-back goes out before this Bind of the unnamed statement,
+	// which its Query destroyed on the backend.
+	enter("t1")
+	reads(c, "doc of t1")
+	if _, err := c.Exec(t.Context(), `SELECT enter_tenant('t2')`); err != nil {
+		t.Fatal(err)
+	}
+	reads(c, "doc of t2")
+	tx, err := c.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(t.Context(), `SET app.tenant = 't1'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	reads(c, "doc of t1")
+	// A session that SETs the same tenant shares the answers.
+	other := connect(t, sc.URL("app", "", "postgres"))
+	if _, err := other.Exec(t.Context(), `SET app.tenant = 't2'`); err != nil {
+		t.Fatal(err)
+	}
+	h := hits()
+	if got := read(other); got != "doc of t2" {
+		t.Fatalf("another session in t2: %q", got)
+	}
+	if hits()-h != 1 {
+		t.Errorf("another session in t2 did not get the cached answer of the first")
+	}
+	if got := metricValue(t, sc, `sqlcache_session_settings_read_back_total{result="ok"}`); got < 4 {
+		t.Errorf("%v read-backs; want at least 4", got)
+	}
+
+	// A read-back asks for the custom settings that policies read. A
+	// policy made later may read one it did not ask about, which two
+	// sessions have set differently: they must read their settings back
+	// again, whether the policy was made through sqlcache or directly
+	// (noticed by the next access check).
+	admin := connect(t, sc.URL("postgres", "", "postgres"))
+	for _, tc := range []struct {
+		setting string
+		create  func(stmt string)
+	}{
+		{"app.region", func(stmt string) {
+			if _, err := admin.Exec(t.Context(), stmt); err != nil {
+				t.Fatalf("%s: %v", stmt, err)
+			}
+		}},
+		{"app.team", func(stmt string) { pg.Exec(t, stmt) }},
+	} {
+		t.Run(tc.setting, func(t *testing.T) {
+			table := strings.ReplaceAll(tc.setting, ".", "_")
+			sessions := map[string]*pgx.Conn{}
+			for _, v := range []string{"x", "y"} {
+				c := connect(t, sc.URL("app", "", "postgres"))
+				if _, err := c.Exec(t.Context(), `SELECT set_config($1, $2, false)`, tc.setting, v); err != nil {
+					t.Fatal(err)
+				}
+				read(c) // the read-back goes out ahead of it
+				sessions[v] = c
+			}
+			checks := metricValue(t, sc, `sqlcache_catalog_access_checks_total{result="ok"}`)
+			for _, stmt := range []string{
+				`CREATE TABLE ` + table + ` (k text, body text)`,
+				`INSERT INTO ` + table + ` VALUES ('x', 'row of x'), ('y', 'row of y')`,
+				`ALTER TABLE ` + table + ` ENABLE ROW LEVEL SECURITY`,
+				`CREATE POLICY by_setting ON ` + table + ` USING (k = current_setting('` + tc.setting + `', true))`,
+				`GRANT SELECT ON ` + table + ` TO app`,
+			} {
+				tc.create(stmt)
+			}
+			waitApplied(t, sc)
+			waitUntil(t, 10*time.Second, "two access checks", func() bool {
+				return metricValue(t, sc, `sqlcache_catalog_access_checks_total{result="ok"}`) >= checks+2
+			})
+			rq := `SELECT coalesce(string_agg(body, ','), '') FROM ` + table
+			for range 3 {
+				for v, c := range sessions {
+					var got string
+					if err := c.QueryRow(t.Context(), rq).Scan(&got); err != nil {
+						t.Fatal(err)
+					}
+					if want := "row of " + v; got != want {
+						t.Fatalf("session with %s = %s: %q; want %q", tc.setting, v, got, want)
+					}
+				}
+			}
+		})
+	}
+}
+
 func TestCacheRulesAndAdmin(t *testing.T) {
 	// Without the change stream, TTLs alone bound writes made behind
 	// sqlcache's back, which is what this test watches.

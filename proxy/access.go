@@ -76,9 +76,10 @@ var accessFunctionsSQL = `SELECT p.oid, ` + funcAccessColumn + ` FROM pg_proc p 
 // membership, per-role and per-database settings
 // (ALTER ROLE … SET search_path), and the server's defaults of settings a
 // user may change (postgresql.conf and ALTER SYSTEM, after a reload),
-// which apply to every session that has not set them itself. A
-// session's settings are in the key only as far as sqlcache sees them
-// (startup parameters, ParameterStatus, SET), not these defaults.
+// which apply to every session that has not set them itself, and the
+// settings row security policies read (policySettingsSQL). A session's
+// settings are in the key only as far as sqlcache sees them (startup
+// parameters, ParameterStatus, SET, a read-back), not these defaults.
 var accessSharedSQL = `
 SELECT ` + sqlDigest(`concat_ws('|',
   (SELECT string_agg(concat_ws(':', n.oid, n.nspname, n.nspowner, n.nspacl), ',' ORDER BY n.oid) FROM pg_namespace n
@@ -88,7 +89,8 @@ SELECT ` + sqlDigest(`concat_ws('|',
   (SELECT string_agg(m::text, ',' ORDER BY m::text) FROM pg_auth_members m),
   (SELECT string_agg(s::text, ',' ORDER BY s::text) FROM pg_db_role_setting s),
   (SELECT string_agg(g.name || '=' || g.setting, ',' ORDER BY g.name) FROM pg_settings g
-     WHERE g.context IN ('user', 'superuser')))`)
+     WHERE g.context IN ('user', 'superuser')),
+  (SELECT string_agg(n, ',' ORDER BY n) FROM (`+policySettingsSQL+`) s))`)
 
 // relNamesSQL and funcNamesSQL list, for each name among $1, the OIDs of
 // the relations of that name, and of the functions, operators or casts it

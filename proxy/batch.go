@@ -245,7 +245,7 @@ func (s *session) ensureRequest(fill *fillState) bool {
 	if s.cur != nil {
 		return true
 	}
-	if !s.reparseUnnamed() {
+	if !s.readBackIfNeeded() || !s.reparseUnnamed() {
 		return false
 	}
 	s.cur = &request{fill: fill}

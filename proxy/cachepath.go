@@ -108,7 +108,7 @@ func (s *session) query(msg pgwire.Message) error {
 		// A query too large to look into (or malformed) may do anything.
 		r.invalidateAll, r.mayWrite = true, true
 	}
-	if !s.push(r) {
+	if !s.readBackIfNeeded() || !s.push(r) {
 		if fill != nil {
 			s.p.store.Abort(fill.f)
 		}
@@ -163,6 +163,11 @@ var protoKey = map[byte][]byte{'Q': {'Q'}, 'E': {'E'}, 'S': {'S'}}
 // cacheableLocked returns why the session may not use the cache now, or
 // "". s.mu must be held.
 func (s *session) cacheableLocked() string {
+	if s.state.fromReadBack && s.changes.Load() != s.state.readBackGen {
+		// A row security policy may read a setting the read-back did
+		// not ask about: read them back again.
+		s.state.unknown, s.state.recheck, s.state.fromReadBack = true, true, false
+	}
 	switch {
 	case !s.p.cacheEnabled:
 		return "disabled"

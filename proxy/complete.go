@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"context"
+	"log/slog"
 	"maps"
 	"slices"
 	"time"
@@ -115,6 +117,10 @@ func (s *session) complete(r *request, st pgwire.TxStatus) {
 	if r == nil {
 		return
 	}
+	if r.readBack != nil {
+		s.finishReadBack(r, st)
+		return
+	}
 	s.mu.Lock()
 	effects, catalogChange, inTx := r.effects, r.catalogChange, r.inTx
 	var lost string // why the session's settings just became unknown
@@ -131,12 +137,18 @@ func (s *session) complete(r *request, st pgwire.TxStatus) {
 		if known && s.state.unknown {
 			lost = unknownReason(effects, untracked)
 		}
+		// Read back once after each statement that left it unknown.
+		s.state.recheck = s.state.unknown
 	}
 	s.mu.Unlock()
 	if lost != "" {
-		// Once per session until DISCARD ALL or RESET ALL: what an
-		// operator needs to understand a falling hit ratio.
-		s.log.Info("session settings no longer known to sqlcache; it bypasses the cache until DISCARD ALL or RESET ALL", "why", lost)
+		// What an operator needs to understand a falling hit ratio, once
+		// per session: a pool may set a tenant for every request.
+		level := slog.LevelDebug
+		if !s.settingsLostLogged {
+			s.settingsLostLogged, level = true, slog.LevelInfo
+		}
+		s.log.Log(context.Background(), level, "session settings no longer known to sqlcache; it bypasses the cache until it has read them back", "why", lost)
 	}
 	if catalogChange {
 		s.p.planner.forget(s.db)

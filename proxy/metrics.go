@@ -37,6 +37,7 @@ type metrics struct {
 	fillLatency        prometheus.Histogram
 	fillsDropped       *prometheus.CounterVec // by reason
 	accessChecks       *prometheus.CounterVec // by result
+	readBacks          *prometheus.CounterVec // by result
 }
 
 func newMetrics() *metrics {
@@ -121,8 +122,12 @@ func newMetrics() *metrics {
 		Name: "sqlcache_catalog_access_checks_total",
 		Help: "Checks of a database's privileges, row security, views, columns, roles and settings (cache.catalog_check), by result: ok, failed.",
 	}, []string{"result"})
+	m.readBacks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sqlcache_session_settings_read_back_total",
+		Help: "Read-backs of a session's settings after it changed them in a way sqlcache could not follow (set_config, a function, SET in a transaction), by result: ok, failed.",
+	}, []string{"result"})
 	m.reg.MustRegister(m.hits, m.misses, m.bypasses, m.stampedeWaits, m.ownWriteWaits, m.invalidations,
-		m.invalidationEvents, m.evictions, m.fillLatency, m.fillsDropped, m.accessChecks)
+		m.invalidationEvents, m.evictions, m.fillLatency, m.fillsDropped, m.accessChecks, m.readBacks)
 	m.bytesToBackend = m.bytes.WithLabelValues("to_backend")
 	m.bytesToClient = m.bytes.WithLabelValues("to_client")
 	m.querySimple = m.queries.WithLabelValues("simple")

@@ -61,8 +61,13 @@ type planner struct {
 	// carries some changes; answers depending on them need a TTL rule.
 	streamed bool
 
-	mu     sync.Mutex // protects epochs
+	mu     sync.Mutex // protects epochs and changes
 	epochs map[string]*atomic.Uint64
+	// changes counts, per database, the catalog changes seen (forget): DDL
+	// through sqlcache and changes the access checks found; not the
+	// periodic forgetAll. Sessions whose settings were read back compare
+	// it (sessionState.readBackGen).
+	changes map[string]*atomic.Uint64
 
 	plans *lru.Cache[planKey, *plan] // safe for concurrent use
 	// shapes holds one candidate analysis per query shape, so that texts
@@ -121,7 +126,7 @@ func newPlanner(c *catalog, rules []cachepolicy.Rule, defaultTTL time.Duration) 
 	spellings, _ := lru.New[uint64, *cachepolicy.Shape](planCacheSize)
 	textRules := slices.ContainsFunc(rules, func(r cachepolicy.Rule) bool { return r.Query != nil })
 	return &planner{catalog: c, rules: rules, defaultTTL: defaultTTL, epochs: make(map[string]*atomic.Uint64),
-		plans: plans, shapes: shapes, spellings: spellings, textRules: textRules}
+		changes: make(map[string]*atomic.Uint64), plans: plans, shapes: shapes, spellings: spellings, textRules: textRules}
 }
 
 // epoch returns the counter that invalidates a database's decisions when
@@ -129,17 +134,31 @@ func newPlanner(c *catalog, rules []cachepolicy.Rule, defaultTTL time.Duration) 
 func (pl *planner) epoch(db string) *atomic.Uint64 {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
-	e := pl.epochs[db]
-	if e == nil {
-		e = new(atomic.Uint64)
-		pl.epochs[db] = e
+	return counter(pl.epochs, db)
+}
+
+// catalogChanges returns database db's count of catalog changes
+// (planner.changes).
+func (pl *planner) catalogChanges(db string) *atomic.Uint64 {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return counter(pl.changes, db)
+}
+
+// counter returns m's counter of db, adding it if missing.
+func counter(m map[string]*atomic.Uint64, db string) *atomic.Uint64 {
+	c := m[db]
+	if c == nil {
+		c = new(atomic.Uint64)
+		m[db] = c
 	}
-	return e
+	return c
 }
 
 // forget makes every decision in db stale, after DDL.
 func (pl *planner) forget(db string) {
 	pl.epoch(db).Add(1)
+	pl.catalogChanges(db).Add(1)
 	pl.forgetShapes()
 }
 

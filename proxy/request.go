@@ -10,7 +10,7 @@ import (
 
 // request is one unit the backend answers with exactly one ReadyForQuery:
 // a Query, a FunctionCall, an extended-protocol batch up to its Sync, or a
-// Parse+Sync that sqlcache injects itself. The client loop appends requests
+// Parse+Sync or Query that sqlcache injects itself. The client loop appends requests
 // to session.queue as it relays them; the backend loop pops them at each
 // ReadyForQuery. Fields marked (mu) may change after the request is queued
 // (more of an extended batch arrives after a Flush) and are read under s.mu.
@@ -18,6 +18,9 @@ type request struct {
 	start time.Time
 	// swallow: sqlcache's own request; its reply is not relayed.
 	swallow bool
+	// readBack: a swallowed read-back of the session's settings
+	// (readBackSQL), collecting its rows. Backend loop only.
+	readBack *readBack
 	// inTx: the session was in a transaction block when this was sent.
 	inTx bool
 

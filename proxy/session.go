@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,7 @@ type session struct {
 	reported [][2]string       // ParameterStatus during the handshake
 	db       string            // database name, for invalidation
 	epoch    *atomic.Uint64    // the planner's epoch counter of db
+	changes  *atomic.Uint64    // the planner's count of db's catalog changes
 
 	cr *pgwire.Reader // client reader: client loop only
 	br *pgwire.Reader // backend reader: backend loop only
@@ -89,13 +91,17 @@ type session struct {
 	stream *pglogical.Stream // the database's change stream; nil without one
 
 	// Backend loop only.
-	sawFatal   bool
-	txMayWrite bool                   // the open transaction ran something that may write
-	txWrites   map[string]struct{}    // tables written in the open transaction
-	txRows     map[cache.Row]struct{} // rows written in the open transaction
-	txAll      bool                   // the open transaction may have changed anything
-	txScratchW []string               // txWrites as a slice, reused
-	txScratchR []cache.Row            // txRows as a slice, reused
+	sawFatal bool
+	// settingsLostLogged, settingsReadBackFailed: the session logged
+	// once that its settings became unknown, that reading them back
+	// failed.
+	settingsLostLogged, settingsReadBackFailed bool
+	txMayWrite                                 bool                   // the open transaction ran something that may write
+	txWrites                                   map[string]struct{}    // tables written in the open transaction
+	txRows                                     map[cache.Row]struct{} // rows written in the open transaction
+	txAll                                      bool                   // the open transaction may have changed anything
+	txScratchW                                 []string               // txWrites as a slice, reused
+	txScratchR                                 []cache.Row            // txRows as a slice, reused
 
 	nToBackend int // bytes since the last metrics update; client loop only
 	nToClient  int // guarded by wmu
@@ -127,6 +133,7 @@ func (s *session) run() error {
 	}
 	s.db = s.state.startup["database"]
 	s.epoch = s.p.planner.epoch(s.db)
+	s.changes = s.p.planner.catalogChanges(s.db)
 	if s.p.streams != nil && s.p.cacheEnabled {
 		s.stream = s.p.streams.get(s.db)
 	}
@@ -222,7 +229,7 @@ func (s *session) clientLoop() error {
 		case pgwire.MsgFunctionCall:
 			m.queryFunction.Inc()
 			// A function call may write anything.
-			if !s.push(&request{invalidateAll: true}) {
+			if !s.readBackIfNeeded() || !s.push(&request{invalidateAll: true}) {
 				return errHandled
 			}
 		case pgwire.MsgTerminate:
@@ -312,6 +319,9 @@ func (s *session) backendLoop() error {
 		}
 		if r != nil && r.fill != nil {
 			r.fill.capture(msg.Type, msg.Raw)
+		}
+		if r != nil && r.readBack != nil && msg.Type == pgwire.MsgDataRow {
+			r.readBack.row(msg)
 		}
 		if r != nil && r.swallow && msg.Type != pgwire.MsgNotification && msg.Type != pgwire.MsgParameterStatus {
 			continue
@@ -405,7 +415,9 @@ func (s *session) push(r *request) bool {
 		s.terminate(codeAdminShutdown, "terminating connection due to administrator command")
 		return false
 	}
-	r.inTx = s.txStatus != pgwire.TxIdle || len(s.queue) > 0
+	// A request still queued may open a transaction; sqlcache's own
+	// (a Parse, a read-back) do not.
+	r.inTx = s.txStatus != pgwire.TxIdle || slices.ContainsFunc(s.queue, func(q *request) bool { return !q.swallow })
 	s.queue = append(s.queue, r)
 	if len(s.queue) == 1 {
 		// It was empty, so it starts at its array's start.

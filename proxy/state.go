@@ -21,8 +21,18 @@ type sessionState struct {
 	digest [cachepolicy.DigestSize]byte
 	// unknown: the session changed its state in a way sqlcache could not
 	// follow (set_config, SET inside a transaction or a failed batch): it
-	// bypasses the cache until DISCARD ALL or RESET ALL.
+	// bypasses the cache until its settings are read back (readBackSQL),
+	// DISCARD ALL or RESET ALL.
 	unknown bool
+	// recheck: a read-back is due, the state having been left unknown
+	// by a statement since the last one.
+	recheck bool
+	// fromReadBack: the settings were read back when the database's
+	// catalog changes (planner.changes) numbered readBackGen. The custom
+	// settings read back are those that row security policies read then;
+	// after a catalog change they are read back again.
+	fromReadBack bool
+	readBackGen  uint64
 	// temp: the session made temporary objects, which can shadow tables
 	// by name; it bypasses the cache until DISCARD TEMP/ALL.
 	temp bool
@@ -106,7 +116,7 @@ func (st *sessionState) apply(effects []cachepolicy.SessionEffect) {
 		case cachepolicy.ResetAll:
 			// RESET ALL leaves the role and session authorization.
 			st.reset(false)
-			st.unknown = false
+			st.unknown, st.fromReadBack = false, false
 		case cachepolicy.SetRole:
 			st.set("role", e.Value)
 		case cachepolicy.SetSessionAuthorization:
@@ -114,7 +124,7 @@ func (st *sessionState) apply(effects []cachepolicy.SessionEffect) {
 			st.set("role", "")
 		case cachepolicy.DiscardAll:
 			st.reset(true)
-			st.unknown, st.temp = false, false
+			st.unknown, st.temp, st.fromReadBack = false, false, false
 		case cachepolicy.DiscardTemp:
 			st.temp = false
 		case cachepolicy.CreateTemp:

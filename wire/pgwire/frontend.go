@@ -112,6 +112,14 @@ func AppendParse(dst []byte, name, query, oids []byte) []byte {
 	return append(dst, oids...)
 }
 
+// AppendQuery appends a Query message. sql must not hold a NUL byte.
+func AppendQuery(dst []byte, sql string) []byte {
+	n := 4 + len(sql) + 1
+	dst = append(dst, MsgQuery, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	dst = append(dst, sql...)
+	return append(dst, 0)
+}
+
 // AppendSync appends a Sync message.
 func AppendSync(dst []byte) []byte {
 	return append(dst, MsgSync, 0, 0, 0, 4)

@@ -295,6 +295,37 @@ func FuzzSeverity(f *testing.F) {
 	})
 }
 
+func FuzzDataRowValues(f *testing.F) {
+	f.Add([]byte{
+		0, 2, // two columns
+		0, 0, 0, 3, 'a', 'b', 'c', // "abc"
+		0xff, 0xff, 0xff, 0xff, // NULL
+	})
+	f.Add([]byte{
+		0, 1, // one column
+		0, 0, 0, 9, 'x', // length past the end
+	})
+	f.Add([]byte{0})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		values, err := pgwire.DataRowValues(body) // must not panic
+		if err != nil {
+			return
+		}
+		// What decoded encodes to a body that decodes the same.
+		enc, err := (&pgproto3.DataRow{Values: values}).Encode(nil)
+		if err != nil {
+			return
+		}
+		again, err := pgwire.DataRowValues(enc[5:])
+		if err != nil {
+			t.Fatalf("re-encoded %q: %v", enc[5:], err)
+		}
+		if diff := cmp.Diff(values, again); diff != "" {
+			t.Fatalf("decode, encode, decode differs (-first +second):\n%s", diff)
+		}
+	})
+}
+
 func FuzzStripSASL(f *testing.F) {
 	f.Add([]byte{
 		0, 0, 0, 10, // AuthenticationSASL

@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"encoding/binary"
+	"fmt"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -176,4 +177,14 @@ func StripSASLMechanism(body []byte, name string) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	return out[5:], true, nil
+}
+
+// DataRowValues returns the column values of a DataRow body, nil for a
+// NULL. The values alias body.
+func DataRowValues(body []byte) ([][]byte, error) {
+	var row pgproto3.DataRow
+	if err := row.Decode(body); err != nil {
+		return nil, fmt.Errorf("%w: DataRow: %v", ErrMalformed, err)
+	}
+	return row.Values, nil
 }
