@@ -227,6 +227,26 @@ func TestCacheNeverLeaks(t *testing.T) {
 			t.Errorf("after a function that only writes, the session's reads were not cached")
 		}
 	})
+	t.Run("policy_reads_application_name", func(t *testing.T) {
+		// application_name is left out of keys, so that sessions of
+		// differently named processes share answers; a policy reading it
+		// keeps its table's answers out of the cache.
+		for _, stmt := range []string{
+			`CREATE TABLE by_app (app text, body text)`,
+			`INSERT INTO by_app VALUES ('one', 'for one'), ('two', 'for two')`,
+			`ALTER TABLE by_app ENABLE ROW LEVEL SECURITY`,
+			`CREATE POLICY mine ON by_app USING (app = current_setting('application_name'))`,
+			`GRANT SELECT ON by_app TO app`,
+		} {
+			pg.Exec(t, stmt)
+		}
+		waitApplied(t, sc)
+		const q = `SELECT coalesce(string_agg(body, ','), '') FROM by_app`
+		one := connect(t, sc.URL("app", "", "postgres", "application_name=one"))
+		two := connect(t, sc.URL("app", "", "postgres", "application_name=two"))
+		twice(t, one, q, "for one")
+		twice(t, two, q, "for two")
+	})
 	t.Run("policy_reads_other_table", func(t *testing.T) {
 		// The policy is a dependency no statement names: removing app from
 		// the team must hide the document at once, as it does on the

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -60,17 +61,24 @@ func lookupPolicies(ctx context.Context, conn *pgx.Conn, readers map[uint32][]st
 var policyCall = regexp.MustCompile(`(?i)[a-z0-9_$"]\(|\bselect\b|\b(current_date|current_time|current_timestamp|localtime|localtimestamp|current_schema|current_catalog)\b`)
 
 // settingRead matches current_setting('name') with a constant name, as
-// pg_get_expr prints it, with or without missing_ok. A setting is in the
-// cache key when the session sets it (SET, startup options); the session
-// bypasses the cache after set_config(); and role, database and server
+// pg_get_expr prints it, with or without missing_ok; its group is the
+// name. A setting is in the cache key when the session sets it (SET,
+// startup options, or a read-back after set_config(), which asks for the
+// settings policies read: readBackSQL), and role, database and server
 // defaults are watched by the access checks. So a policy on a setting,
 // the usual way to keep tenants apart, keeps its answers cacheable.
-var settingRead = regexp.MustCompile(`(?i)\bcurrent_setting\('(?:[^']|'')*'::text(?:, (?:true|false))?\)`)
+var settingRead = regexp.MustCompile(`(?i)\bcurrent_setting\('((?:[^']|'')*)'::text(?:, (?:true|false))?\)`)
 
 // policyDependsOnMore says whether a policy's USING expression may depend
 // on anything besides the row's own columns, constants, the role and the
-// session's settings: another table (a subquery), a function (which may
-// read tables or the clock), the clock.
+// session's settings that keys carry: another table (a subquery), a
+// function (which may read tables or the clock), the clock, or a setting
+// left out of keys (notSettings: application_name).
 func policyDependsOnMore(using string) bool {
+	for _, m := range settingRead.FindAllStringSubmatch(using, -1) {
+		if notSettings[strings.ToLower(m[1])] {
+			return true
+		}
+	}
 	return policyCall.MatchString(settingRead.ReplaceAllString(using, "setting"))
 }

@@ -22,6 +22,8 @@ func TestPolicyDependsOnMore(t *testing.T) {
 		{"(tenant = current_setting('app.tenant'::text))", false},
 		{"(tenant_id = (current_setting('app.tenant'::text, true))::integer)", false},
 		{"(tenant = current_setting('it''s'::text))", false},
+		{"(app = current_setting('application_name'::text))", true}, // not in keys
+		{"(app = current_setting('Application_Name'::text, true))", true},
 		{"(tenant = current_setting(name_of(id)))", true},
 		{"(tenant = current_setting('app.tenant'::text) AND (ts < now()))", true},
 		{"(tenant = auth.uid())", true},

@@ -38,7 +38,10 @@ type sessionState struct {
 	temp bool
 }
 
-// notSettings are startup parameters that do not change query results.
+// notSettings are startup parameters that change query results only
+// through a row security policy that reads them, which keeps reads of its
+// table out of the cache (policyDependsOnMore): application names often
+// differ per process, and would keep sessions from sharing answers.
 var notSettings = map[string]bool{"application_name": true}
 
 func newSessionState(params map[string]string) *sessionState {
