@@ -35,9 +35,12 @@ type RelInfo struct {
 	WriteFuncs []string
 }
 
-// FuncInfo is what the catalog says about one function of a name.
+// FuncInfo is what the catalog says about one function a name stands
+// for: an overload of a function of that name, a support function of an
+// aggregate of that name (pg_proc calls every aggregate immutable), or
+// the function of an operator or cast (Implicit).
 type FuncInfo struct {
-	Name       string
+	Name       string // the function's own name
 	Volatility byte // pg_proc.provolatile: 'i', 's', 'v'
 	BuiltIn    bool // in pg_catalog (oid < 16384)
 	// SetsSettings: a user-defined function whose source may change the
@@ -392,12 +395,13 @@ func Implicit(name string) bool {
 	return strings.HasPrefix(name, OperatorPrefix) || strings.HasPrefix(name, CastPrefix)
 }
 
-// called names fn, run for name, in a reason: "f()", or "f() (operator %)".
+// called names fn, run for name, in a reason: "f()", or, for a function
+// that an operator, a cast or an aggregate runs, "f() (run by operator %)".
 func called(name string, fn FuncInfo) string {
-	if !Implicit(name) || fn.Name == "" {
+	if fn.Name == "" || fn.Name == name {
 		return name + "()"
 	}
-	return fn.Name + "() (" + name + ")"
+	return fn.Name + "() (run by " + name + ")"
 }
 
 // argumentsOnlyFuncs are the built-in STABLE functions whose result

@@ -70,6 +70,8 @@ var testFacts = cachepolicy.Facts{
 		"cast int4":    {{Name: "int4", Volatility: 'i', BuiltIn: true}},
 		"cast text":    nil, // through output functions
 		"cast band":    {{Name: "band_of", Volatility: 's'}},
+		"weighted_sum": {{Name: "weighted_sum", Volatility: 'i'}, {Name: "add_weighted", Volatility: 's'}},
+		"json_agg":     {{Name: "json_agg", Volatility: 'i', BuiltIn: true}, {Name: "json_agg_transfn", Volatility: 's', BuiltIn: true}},
 	},
 }
 
@@ -149,12 +151,15 @@ func TestDecide(t *testing.T) {
 		{"built-in operators", "SELECT * FROM users WHERE id = $1 AND n > 2 AND name::text = $2::int::text", nil, yes("users")},
 		{"user immutable operator", "SELECT 1 === 2", nil, yes()},
 		{"user stable operator", "SELECT * FROM users WHERE name % 'jon'", nil,
-			no("user-defined STABLE function similarity_op() (operator %) may read tables")},
-		{"volatile operator", "SELECT ARRAY[1] && ARRAY[2]", nil, no("volatile function lock_overlap() (operator &&)")},
-		{"operator that sets settings", "SELECT ARRAY[1] @> ARRAY[2]", nil, no("enter_op() (operator @>) may change the session's settings")},
+			no("user-defined STABLE function similarity_op() (run by operator %) may read tables")},
+		{"volatile operator", "SELECT ARRAY[1] && ARRAY[2]", nil, no("volatile function lock_overlap() (run by operator &&)")},
+		{"operator that sets settings", "SELECT ARRAY[1] @> ARRAY[2]", nil, no("enter_op() (run by operator @>) may change the session's settings")},
 		{"no such operator", "SELECT 1 <<< 2", nil, yes()},
 		{"operator not looked up", "SELECT 1 ### 2", nil, no("unknown function operator ###")},
-		{"user stable cast", "SELECT n::band FROM users", nil, no("user-defined STABLE function band_of() (cast band) may read tables")},
+		{"user aggregate of a stable function", "SELECT weighted_sum(n) FROM users", nil,
+			no("user-defined STABLE function add_weighted() (run by weighted_sum) may read tables")},
+		{"built-in aggregate of a stable function of its arguments", "SELECT json_agg(n) FROM users", nil, yes("users")},
+		{"user stable cast", "SELECT n::band FROM users", nil, no("user-defined STABLE function band_of() (run by cast band) may read tables")},
 		// Rules
 		{"never by table", "SELECT * FROM users", []cachepolicy.Rule{never("public.users")},
 			cachepolicy.Decision{Reason: "rule 0: never", Tables: []string{"users"}, Rule: 0}},
@@ -257,7 +262,7 @@ func TestSettingsSetter(t *testing.T) {
 		{[]string{"lower"}, []string{"users", "audited"}, ""},
 		{nil, []string{"users", "entered"}, "enter"},
 		{nil, []string{"not_looked_up"}, "the triggers of not_looked_up"},
-		{[]string{"operator =", "operator @>"}, nil, "enter_op() (operator @>)"},
+		{[]string{"operator =", "operator @>"}, nil, "enter_op() (run by operator @>)"},
 		{[]string{"cast text", "operator <<<"}, nil, ""},
 	}
 	for _, tt := range tests {

@@ -532,12 +532,12 @@ func TestCacheDependencies(t *testing.T) {
 // change stream. A migration tool asks to_regclass whether its table
 // exists, creates it, and asks again; a cached NULL would have it create
 // the table twice.
-// TestUserCodeInOperatorsAndCasts checks that an operator or a cast whose
-// function is user-defined and STABLE, which may read tables the query
-// does not name, keeps the query out of the cache as a call of that
-// function by name would, while built-in operators and casts and a
-// user-defined IMMUTABLE operator do not.
-func TestUserCodeInOperatorsAndCasts(t *testing.T) {
+// TestUserCodeInOperatorsCastsAggregates checks that an operator, a cast or an
+// aggregate whose function is user-defined and STABLE, which may read
+// tables the query does not name, keeps the query out of the cache as a
+// call of that function by name would, while built-in operators and casts
+// and a user-defined IMMUTABLE operator do not.
+func TestUserCodeInOperatorsCastsAggregates(t *testing.T) {
 	pg, sc := startCache(t, nil)
 	for _, stmt := range []string{
 		`CREATE TABLE op_cfg (id int PRIMARY KEY, threshold int)`,
@@ -551,6 +551,9 @@ func TestUserCodeInOperatorsAndCasts(t *testing.T) {
 		`CREATE FUNCTION band_of(int) RETURNS band STABLE LANGUAGE sql
 		   AS $$SELECT CASE WHEN $1 > (SELECT threshold FROM op_cfg) THEN 'high'::band ELSE 'low'::band END$$`,
 		`CREATE CAST (int AS band) WITH FUNCTION band_of(int)`,
+		`CREATE FUNCTION add_weighted(s int, v int) RETURNS int STABLE LANGUAGE sql
+		   AS 'SELECT s + v * (SELECT threshold FROM op_cfg)'`,
+		`CREATE AGGREGATE weighted_sum(int) (SFUNC = add_weighted, STYPE = int, INITCOND = '0')`,
 		`CREATE FUNCTION twice_eq(a int, b int) RETURNS bool IMMUTABLE LANGUAGE sql AS 'SELECT a = 2 * b'`,
 		`CREATE OPERATOR =** (FUNCTION = twice_eq, LEFTARG = int, RIGHTARG = int)`,
 	} {
@@ -570,6 +573,7 @@ func TestUserCodeInOperatorsAndCasts(t *testing.T) {
 	for _, q := range []string{
 		`SELECT count(*)::text FROM op_items WHERE price >>> 0`,
 		`SELECT string_agg(price::band::text, ',' ORDER BY id) FROM op_items`,
+		`SELECT weighted_sum(price)::text FROM op_items`, // pg_proc calls every aggregate immutable
 	} {
 		before := read(conn, q)
 		h := hits()

@@ -560,8 +560,16 @@ FROM named n JOIN pg_catalog.pg_proc p ON p.oid = n.fn`
 
 // namedFuncs is SQL for the functions each name among $1 stands for (see
 // functionsSQL), as rows of the name, the function's OID and the OID the
-// name's watch lists.
+// name's watch lists. An aggregate stands for its support functions too:
+// pg_proc calls every aggregate immutable, whatever its transition or
+// final function does.
 const namedFuncs = `    SELECT p.proname::text, p.oid, p.oid FROM pg_catalog.pg_proc p WHERE p.proname = ANY($1)
+  UNION ALL
+    SELECT p.proname::text, f.fn, p.oid
+    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = p.oid,
+         LATERAL (VALUES (a.aggtransfn::oid), (a.aggfinalfn::oid), (a.aggcombinefn::oid), (a.aggserialfn::oid),
+                         (a.aggdeserialfn::oid), (a.aggmtransfn::oid), (a.aggminvtransfn::oid), (a.aggmfinalfn::oid)) f(fn)
+    WHERE p.proname = ANY($1) AND f.fn <> 0
   UNION ALL
     SELECT '` + cachepolicy.OperatorPrefix + `' || o.oprname, o.oprcode, o.oid FROM pg_catalog.pg_operator o
     WHERE '` + cachepolicy.OperatorPrefix + `' || o.oprname = ANY($1) AND o.oprcode <> 0
