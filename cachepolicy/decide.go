@@ -41,8 +41,8 @@ type RelInfo struct {
 // the function of an operator or cast (Implicit).
 type FuncInfo struct {
 	Name       string // the function's own name
-	Volatility byte // pg_proc.provolatile: 'i', 's', 'v'
-	BuiltIn    bool // in pg_catalog (oid < 16384)
+	Volatility byte   // pg_proc.provolatile: 'i', 's', 'v'
+	BuiltIn    bool   // in pg_catalog (oid < 16384)
 	// SetsSettings: a user-defined function whose source may change the
 	// session's settings (set_config, SET, dynamic SQL), itself or through
 	// the functions it calls. After a call the session's settings are not
