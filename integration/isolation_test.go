@@ -247,6 +247,50 @@ func TestCacheNeverLeaks(t *testing.T) {
 		twice(t, one, q, "for one")
 		twice(t, two, q, "for two")
 	})
+	t.Run("policy_uses_operator", func(t *testing.T) {
+		// A user-defined operator in a policy runs its function, which
+		// may read a table as a subquery would.
+		for _, stmt := range []string{
+			`CREATE TABLE op_members (member text PRIMARY KEY)`,
+			`INSERT INTO op_members VALUES ('app')`,
+			`CREATE FUNCTION is_member(owner text, who text) RETURNS bool STABLE LANGUAGE sql
+			   AS 'SELECT EXISTS (SELECT 1 FROM op_members WHERE member = who)'`,
+			`CREATE OPERATOR <~> (FUNCTION = is_member, LEFTARG = text, RIGHTARG = text)`,
+			`CREATE TABLE member_docs (owner text, body text)`,
+			`INSERT INTO member_docs VALUES ('x', 'member doc')`,
+			`ALTER TABLE member_docs ENABLE ROW LEVEL SECURITY`,
+			`CREATE POLICY members_only ON member_docs USING (owner <~> (CURRENT_USER)::text)`,
+			`GRANT SELECT ON member_docs, op_members TO app`,
+		} {
+			pg.Exec(t, stmt)
+		}
+		waitApplied(t, sc)
+		app := connect(t, sc.URL("app", "", "postgres"))
+		const q = `SELECT count(*)::text FROM member_docs`
+		twice(t, app, q, "1")
+		pg.Exec(t, `DELETE FROM op_members WHERE member = 'app'`)
+		if got := one(t, app, q); got != "0" {
+			t.Errorf("after removing app from op_members: %s = %s; want 0", q, got)
+		}
+		// An IMMUTABLE one leaves the policy's answers cacheable.
+		for _, stmt := range []string{
+			`CREATE FUNCTION same_lower(a text, b text) RETURNS bool IMMUTABLE LANGUAGE sql AS 'SELECT lower(a) = lower(b)'`,
+			`CREATE OPERATOR =~~= (FUNCTION = same_lower, LEFTARG = text, RIGHTARG = text)`,
+			`CREATE TABLE lower_docs (owner text, body text)`,
+			`INSERT INTO lower_docs VALUES ('APP', 'mine')`,
+			`ALTER TABLE lower_docs ENABLE ROW LEVEL SECURITY`,
+			`CREATE POLICY mine ON lower_docs USING (owner =~~= (CURRENT_USER)::text)`,
+			`GRANT SELECT ON lower_docs TO app`,
+		} {
+			pg.Exec(t, stmt)
+		}
+		waitApplied(t, sc)
+		hits := metricValue(t, sc, "sqlcache_cache_hits_total")
+		twice(t, app, `SELECT string_agg(body, ',') FROM lower_docs`, "mine")
+		if got := metricValue(t, sc, "sqlcache_cache_hits_total") - hits; got != 1 {
+			t.Errorf("reads of a table whose policy uses an IMMUTABLE operator: %v hits; want 1", got)
+		}
+	})
 	t.Run("policy_reads_other_table", func(t *testing.T) {
 		// The policy is a dependency no statement names: removing app from
 		// the team must hide the document at once, as it does on the

@@ -13,9 +13,19 @@ import (
 
 // policiesSQL returns the row security policies that filter reads of the
 // relations among $1 whose row security is on, with their USING
-// expressions.
+// expressions and whether those run user-defined code that may read
+// tables: a function or an operator that PostgreSQL records the policy
+// depending on, whose function (the operator's, for an operator) is
+// user-defined and not IMMUTABLE. Functions called by name are judged by
+// their text too (policyDependsOnMore).
 const policiesSQL = `
-SELECT p.polrelid, p.polname, c.relname, pg_get_expr(p.polqual, p.polrelid)
+SELECT p.polrelid, p.polname, c.relname, pg_get_expr(p.polqual, p.polrelid),
+       EXISTS (SELECT FROM pg_depend d JOIN pg_proc f ON f.oid = CASE d.refclassid
+                   WHEN 'pg_operator'::regclass THEN (SELECT o.oprcode FROM pg_operator o WHERE o.oid = d.refobjid)
+                   ELSE d.refobjid END
+               WHERE d.classid = 'pg_policy'::regclass AND d.objid = p.oid AND d.refobjid >= 16384
+                 AND d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass)
+                 AND f.oid >= 16384 AND f.provolatile <> 'i')
 FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
 WHERE p.polrelid = ANY($1) AND c.relrowsecurity AND p.polcmd IN ('r', '*') AND p.polqual IS NOT NULL`
 
@@ -32,11 +42,17 @@ func lookupPolicies(ctx context.Context, conn *pgx.Conn, readers map[uint32][]st
 	}
 	var oid uint32
 	var policy, table, using string
-	_, err = pgx.ForEachRow(rows, []any{&oid, &policy, &table, &using}, func() error {
-		if !policyDependsOnMore(using) {
+	var userCode bool
+	_, err = pgx.ForEachRow(rows, []any{&oid, &policy, &table, &using, &userCode}, func() error {
+		var reason string
+		switch {
+		case policyDependsOnMore(using):
+			reason = fmt.Sprintf("row security policy %s on %s reads more than the row, the role and settings: %s", policy, table, using)
+		case userCode:
+			reason = fmt.Sprintf("row security policy %s on %s runs a user-defined function that may read tables: %s", policy, table, using)
+		default:
 			return nil
 		}
-		reason := fmt.Sprintf("row security policy %s on %s reads more than the row, the role and settings: %s", policy, table, using)
 		for _, name := range readers[oid] {
 			rf := rels[name]
 			if rf.reason == "" {
