@@ -985,9 +985,18 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		table(t, "public.listed", "public")
 		app := connect(t, sc.URL("app", "", "postgres"))
 		cached(t, app, `SELECT count(*)::text FROM listed`, "1")
+		cached(t, app, `SELECT v FROM pub`, "open")
 		pg.Exec(t, `CREATE TABLE b.listed (v text)`)
 		pg.Exec(t, `GRANT SELECT ON b.listed TO app`)
 		eventually(t, limit, fresh(t, `SELECT count(*)::text FROM listed`), "0")
+		// Only the answers of that name went: pub's is still cached.
+		h := hits()
+		if v, err := read(t, app, `SELECT v FROM pub`); err != nil || v != "open" {
+			t.Fatalf("pub = %q, %v", v, err)
+		}
+		if hits()-h != 1 {
+			t.Errorf("a new table named listed dropped pub's cached answer too")
+		}
 	})
 	t.Run("schemas_swapped", func(t *testing.T) {
 		for _, stmt := range []string{

@@ -140,6 +140,25 @@ func (a *access) changedFrom(old *access) bool {
 		changedIn(a.relNames, old.relNames) || changedIn(a.funcNames, old.funcNames)
 }
 
+// namesOnly returns the watched relation names whose lists of relations
+// differ in a from old, when nothing else old has differs: a relation of
+// a watched name was made (or one not watched dropped) somewhere, which
+// changes only what that name means. ok is false if anything else
+// changed too.
+func (a *access) namesOnly(old *access) (names []string, ok bool) {
+	if a.shared != old.shared || changedIn(a.rels, old.rels) || changedIn(a.funcs, old.funcs) ||
+		changedIn(a.funcNames, old.funcNames) {
+		return nil, false
+	}
+	for name, oids := range old.relNames {
+		if a.relNames[name] != oids {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names, len(names) > 0
+}
+
 // changedIn says whether now differs from old for a key of old. A key
 // missing from now is a change: the relation or function was dropped.
 func changedIn[K comparable](now, old map[K]string) bool {
@@ -254,7 +273,15 @@ func (c *catalog) checkAccess(ctx context.Context, d *dbCatalog, db string, conn
 	switch {
 	case d.accessLost:
 		c.accessChanged(db, "the access check works again after failing", false)
-	case d.access != nil && a.changedFrom(d.access):
+	case d.access == nil || !a.changedFrom(d.access):
+	default:
+		// A table made under a watched name in another schema (a new
+		// tenant's) may shadow the one answers read, for sessions whose
+		// search path puts it first: those answers go, not the rest.
+		if names, ok := a.namesOnly(d.access); ok {
+			c.relationsNamed(db, names)
+			break
+		}
 		c.accessChanged(db, "privileges, row security, roles or role settings changed", false)
 	}
 	d.access, d.accessLost = a, false

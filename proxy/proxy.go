@@ -91,6 +91,7 @@ func New(cfg Config) (*Proxy, error) {
 	p.metrics.registerStore(p.store)
 	p.catalog = newCatalog(c.ServiceDSN, c.Logger)
 	p.catalog.accessChanged = p.accessChanged
+	p.catalog.relationsNamed = p.relationsNamed
 	p.catalog.accessChecked = func(failed bool) {
 		result := "ok"
 		if failed {
@@ -161,6 +162,20 @@ func (p *Proxy) accessChanged(db, why string, failed bool) {
 		level = slog.LevelWarn
 	}
 	p.log.Log(context.Background(), level, "dropped the database's cached answers: who may read what may have changed", "database", db, "entries", n, "why", why)
+}
+
+// relationsNamed drops database db's cached answers that read a relation
+// of one of names, after another relation of that name was made (or
+// dropped), and has every decision made again.
+func (p *Proxy) relationsNamed(db string, names []string) {
+	n := 0
+	for _, name := range names {
+		n += p.store.InvalidateTable(db, name)
+	}
+	p.planner.forget(db)
+	p.metrics.invalidations.WithLabelValues("catalog").Add(float64(n))
+	p.metrics.invalidationEvents.WithLabelValues("catalog").Inc()
+	p.log.Info("dropped the cached answers of relation names that another relation now also has", "database", db, "names", names, "entries", n)
 }
 
 // stopBackground ends background work and the catalog connections.
