@@ -889,6 +889,26 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 			return fmt.Sprint(n), err
 		}, "2")
 	})
+	t.Run("rewritten", func(t *testing.T) {
+		// ALTER COLUMN … TYPE with USING rewrites every row, the type
+		// and so the column's description unchanged; the stream carries
+		// no row of it. The table's new storage is the sign.
+		table(t, "public.rewritten", "x")
+		app := connect(t, sc.URL("app", "", "postgres"))
+		const q = `SELECT string_agg(v, ',') FROM public.rewritten`
+		cached(t, app, q, "x")
+		cached(t, app, `SELECT v FROM pub`, "open")
+		pg.Exec(t, `ALTER TABLE public.rewritten ALTER COLUMN v TYPE text USING v || v`)
+		eventually(t, limit, answer(t, app, q), "xx")
+		// Only the answers of that table went: pub's is still cached.
+		h := hits()
+		if v, err := read(t, app, `SELECT v FROM pub`); err != nil || v != "open" {
+			t.Fatalf("pub = %q, %v", v, err)
+		}
+		if hits()-h != 1 {
+			t.Errorf("rewriting another table dropped pub's cached answer too")
+		}
+	})
 	t.Run("set_unlogged", func(t *testing.T) {
 		// An unlogged table's writes are not in the change stream: its
 		// reads stop being cached when the plans are refreshed at the

@@ -53,6 +53,17 @@ var accessColumn = `concat_ws(':', c.relname, c.relnamespace, c.relowner, c.rela
 
 var accessRelationsSQL = `SELECT c.oid, ` + accessColumn + ` FROM pg_class c WHERE c.oid = ANY($1)`
 
+// storageColumn names relation c and its storage (relfilenode), which a
+// rewrite replaces: ALTER COLUMN … TYPE … USING, and SET DATA TYPE to the
+// same type, change every row without a row in the change stream or a
+// change in the column's description. TRUNCATE, VACUUM FULL and CLUSTER
+// replace it too, which costs the relation's answers only (the access
+// check drops those, not the database's), so it is watched apart from
+// accessColumn.
+const storageColumn = `c.relname || ':' || c.relfilenode`
+
+var accessStorageSQL = `SELECT c.oid, ` + storageColumn + ` FROM pg_class c WHERE c.oid = ANY($1)`
+
 // sqlDigest is SQL for the SHA-256 of text expression expr, in hex: md5()
 // fails on a server in FIPS mode.
 func sqlDigest(expr string) string {
@@ -117,6 +128,7 @@ var funcNamesSQL = `SELECT n, coalesce((SELECT string_agg(w::text, ',' ORDER BY 
 type access struct {
 	shared    string
 	rels      map[uint32]string
+	storage   map[uint32]string // storageColumn of each watched relation
 	funcs     map[uint32]string
 	relNames  map[string]string
 	funcNames map[string]string
@@ -125,6 +137,7 @@ type access struct {
 func newAccess() *access {
 	return &access{
 		rels:      make(map[uint32]string),
+		storage:   make(map[uint32]string),
 		funcs:     make(map[uint32]string),
 		relNames:  make(map[string]string),
 		funcNames: make(map[string]string),
@@ -136,15 +149,16 @@ func (a *access) changedFrom(old *access) bool {
 	if a.shared != old.shared {
 		return true
 	}
-	return changedIn(a.rels, old.rels) || changedIn(a.funcs, old.funcs) ||
+	return changedIn(a.rels, old.rels) || changedIn(a.storage, old.storage) || changedIn(a.funcs, old.funcs) ||
 		changedIn(a.relNames, old.relNames) || changedIn(a.funcNames, old.funcNames)
 }
 
-// namesOnly returns the watched relation names whose lists of relations
-// differ in a from old, when nothing else old has differs: a relation of
-// a watched name was made (or one not watched dropped) somewhere, which
-// changes only what that name means. ok is false if anything else
-// changed too.
+// namesOnly returns the names of the relations whose answers alone a
+// differs from old in, when nothing else old has differs: a relation of a
+// watched name was made (or one not watched dropped) somewhere, which
+// changes only what that name means, or a watched relation's storage was
+// replaced (storageColumn), which changes only its rows. ok is false if
+// anything else changed too.
 func (a *access) namesOnly(old *access) (names []string, ok bool) {
 	if a.shared != old.shared || changedIn(a.rels, old.rels) || changedIn(a.funcs, old.funcs) ||
 		changedIn(a.funcNames, old.funcNames) {
@@ -155,7 +169,15 @@ func (a *access) namesOnly(old *access) (names []string, ok bool) {
 			names = append(names, name)
 		}
 	}
+	for oid, was := range old.storage {
+		if now, ok := a.storage[oid]; !ok {
+			return nil, false // dropped: rels says so too
+		} else if now != was {
+			names = append(names, was[:strings.LastIndexByte(was, ':')])
+		}
+	}
 	slices.Sort(names)
+	names = slices.Compact(names)
 	return names, len(names) > 0
 }
 
@@ -195,6 +217,9 @@ func readAccess(ctx context.Context, conn *pgx.Conn, old *access) (*access, erro
 	a := newAccess()
 	if old != nil {
 		if err := readWatched(ctx, conn, accessRelationsSQL, old.rels, a.rels); err != nil {
+			return nil, err
+		}
+		if err := readWatched(ctx, conn, accessStorageSQL, old.storage, a.storage); err != nil {
 			return nil, err
 		}
 		if err := readWatched(ctx, conn, accessFunctionsSQL, old.funcs, a.funcs); err != nil {
@@ -241,6 +266,7 @@ func (d *dbCatalog) watch(seen *access) {
 		return
 	}
 	addNew(d.access.rels, seen.rels)
+	addNew(d.access.storage, seen.storage)
 	addNew(d.access.funcs, seen.funcs)
 	addNew(d.access.relNames, seen.relNames)
 	addNew(d.access.funcNames, seen.funcNames)
@@ -277,7 +303,8 @@ func (c *catalog) checkAccess(ctx context.Context, d *dbCatalog, db string, conn
 	default:
 		// A table made under a watched name in another schema (a new
 		// tenant's) may shadow the one answers read, for sessions whose
-		// search path puts it first: those answers go, not the rest.
+		// search path puts it first; a table rewritten has new rows:
+		// those answers go, not the rest.
 		if names, ok := a.namesOnly(d.access); ok {
 			c.relationsNamed(db, names)
 			break

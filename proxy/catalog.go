@@ -34,7 +34,8 @@ type catalog struct {
 	accessChanged func(db, why string, failed bool)
 	// relationsNamed drops database db's cached answers that read a
 	// relation of one of names, after a relation of that name was made or
-	// dropped elsewhere and nothing else watched changed (checkAccess).
+	// dropped elsewhere, or was rewritten, and nothing else watched
+	// changed (checkAccess).
 	// Called with the database's lookupMu held.
 	relationsNamed func(db string, names []string)
 	// accessChecked counts a check, failed or not.
@@ -350,8 +351,8 @@ func lookupViews(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef, 
 	for rows.Next() {
 		var b baseRow
 		var kind, bkey string
-		var acc string
-		if err := rows.Scan(&b.view, &b.base.Name, &b.base.Schema, &kind, &b.base.Temp, &b.base.Unlogged, &b.base.System, &b.base.RunsCode, &bkey, &b.base.Root, &b.family, &b.base.WriteFuncs, &b.oid, &acc); err != nil {
+		var storage, acc string
+		if err := rows.Scan(&b.view, &b.base.Name, &b.base.Schema, &kind, &b.base.Temp, &b.base.Unlogged, &b.base.System, &b.base.RunsCode, &bkey, &b.base.Root, &b.family, &b.base.WriteFuncs, &b.oid, &storage, &acc); err != nil {
 			rows.Close()
 			return fmt.Errorf("catalog view dependencies: %w", err)
 		}
@@ -359,6 +360,7 @@ func lookupViews(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef, 
 		b.base.KeyType, b.base.Key = primaryKey(bkey)
 		if !b.base.Temp {
 			access.rels[b.oid] = acc
+			access.storage[b.oid] = storage
 		}
 		readers[b.oid] = append(readers[b.oid], views[b.view].name)
 		bases = append(bases, b)
@@ -504,7 +506,7 @@ const relColumns = `c.relkind::text, c.relpersistence = 't', c.relpersistence = 
        `
 
 var relationsSQL = `
-SELECT c.relname, n.nspname, ` + relColumns + `c.oid, ` + accessColumn + `
+SELECT c.relname, n.nspname, ` + relColumns + `c.oid, ` + storageColumn + `, ` + accessColumn + `
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relname = ANY($1)`
 
@@ -523,7 +525,7 @@ WITH RECURSIVE deps(view, ref) AS (
       ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass
     WHERE d.refobjid <> r.ev_class
 )
-SELECT DISTINCT deps.view, c.relname, n.nspname, ` + relColumns + `c.oid, ` + accessColumn + `
+SELECT DISTINCT deps.view, c.relname, n.nspname, ` + relColumns + `c.oid, ` + storageColumn + `, ` + accessColumn + `
 FROM deps JOIN pg_class c ON c.oid = deps.ref JOIN pg_namespace n ON n.oid = c.relnamespace`
 
 // functionsSQL describes every function each name among $1 stands for
@@ -608,14 +610,15 @@ func lookupRelations(ctx context.Context, conn *pgx.Conn, names []string, rels m
 		var ri cachepolicy.RelInfo
 		var kind, key string
 		var oid uint32
-		var acc string
-		if err := rows.Scan(&ri.Name, &ri.Schema, &kind, &ri.Temp, &ri.Unlogged, &ri.System, &ri.RunsCode, &key, &ri.Root, &ri.Base, &ri.WriteFuncs, &oid, &acc); err != nil {
+		var storage, acc string
+		if err := rows.Scan(&ri.Name, &ri.Schema, &kind, &ri.Temp, &ri.Unlogged, &ri.System, &ri.RunsCode, &key, &ri.Root, &ri.Base, &ri.WriteFuncs, &oid, &storage, &acc); err != nil {
 			return nil, fmt.Errorf("catalog relations: %w", err)
 		}
 		// Temporary relations are not watched: only their own session
 		// sees them, and it does not use the cache; they come and go.
 		if !ri.Temp {
 			access.rels[oid] = acc
+			access.storage[oid] = storage
 			access.relNames[ri.Name] = appendOID(access.relNames[ri.Name], oid)
 		}
 		readers[oid] = append(readers[oid], ri.Name)

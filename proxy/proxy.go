@@ -166,7 +166,8 @@ func (p *Proxy) accessChanged(db, why string, failed bool) {
 
 // relationsNamed drops database db's cached answers that read a relation
 // of one of names, after another relation of that name was made (or
-// dropped), and has every decision made again.
+// dropped) or the relation was rewritten, and has every decision made
+// again.
 func (p *Proxy) relationsNamed(db string, names []string) {
 	n := 0
 	for _, name := range names {
@@ -175,7 +176,7 @@ func (p *Proxy) relationsNamed(db string, names []string) {
 	p.planner.forget(db)
 	p.metrics.invalidations.WithLabelValues("catalog").Add(float64(n))
 	p.metrics.invalidationEvents.WithLabelValues("catalog").Inc()
-	p.log.Info("dropped the cached answers of relation names that another relation now also has", "database", db, "names", names, "entries", n)
+	p.log.Info("dropped the cached answers of relations rewritten, or whose names another relation now also has", "database", db, "names", names, "entries", n)
 }
 
 // stopBackground ends background work and the catalog connections.
