@@ -971,9 +971,14 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		checked(t)
 		cached(t, app, `SELECT count(*)::text FROM public.parts`, "3")
 		// A partition's own TRUNCATE is not in the stream, which publishes
-		// partitions as their root.
+		// partitions as their root. It drops parts' answers, not pub's.
+		cached(t, app, `SELECT v FROM pub`, "open")
 		pg.Exec(t, `TRUNCATE parts_hi`)
 		eventually(t, limit, answer(t, app, `SELECT count(*)::text FROM public.parts`), "1")
+		h := hits()
+		if v, err := read(t, app, `SELECT v FROM pub`); err != nil || v != "open" || hits()-h != 1 {
+			t.Errorf("pub = %q, %v, %v hits; want its cached answer", v, err, hits()-h)
+		}
 		checked(t)
 		cached(t, app, `SELECT count(*)::text FROM public.parts`, "1")
 		pg.Exec(t, `ALTER TABLE parts DETACH PARTITION parts_lo`)

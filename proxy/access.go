@@ -27,12 +27,10 @@ import (
 //   - a view's definition (CREATE OR REPLACE VIEW);
 //   - its columns with their privileges and, for an enum type, its labels
 //     (after ALTER TABLE … ADD COLUMN a cached SELECT * lacks one; ALTER
-//     TYPE … RENAME VALUE changes how every row reads);
-//   - its partitions and inheritance children at every depth, with their
-//     storage (relfilenode): ATTACH PARTITION and INHERIT bring rows in,
-//     DETACH and NO INHERIT take them away, and a TRUNCATE of one
-//     partition, which the stream (naming partitions by their root) does
-//     not carry, gives it new storage.
+//     TYPE … RENAME VALUE changes how every row reads).
+//
+// Its storage and its descendants' are watched apart (storageColumn): a
+// change there changes only its rows.
 //
 // Values rather than row versions (xmin), so that TRUNCATE, ANALYZE and
 // the like, which rewrite pg_class rows, are not changes.
@@ -46,21 +44,25 @@ var accessColumn = `concat_ws(':', c.relname, c.relnamespace, c.relowner, c.rela
   (SELECT ` + sqlDigest(`r.ev_action::text`) + ` FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename = '_RETURN'),
   (SELECT ` + sqlDigest(`string_agg(concat_ws(' ', a.attnum, a.attname, a.atttypid, a.atttypmod, a.attcollation, a.attacl,
        (SELECT string_agg(e.enumlabel, '|' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = a.atttypid)), ',' ORDER BY a.attnum)`) + `
-     FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
-  (WITH RECURSIVE d(oid) AS (SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = c.oid
-     UNION SELECT i.inhrelid FROM pg_inherits i JOIN d ON i.inhparent = d.oid)
-   SELECT string_agg(d.oid::text || '/' || k.relfilenode, ',' ORDER BY d.oid) FROM d JOIN pg_class k ON k.oid = d.oid))`
+     FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))`
 
 var accessRelationsSQL = `SELECT c.oid, ` + accessColumn + ` FROM pg_class c WHERE c.oid = ANY($1)`
 
-// storageColumn names relation c and its storage (relfilenode), which a
-// rewrite replaces: ALTER COLUMN … TYPE … USING, and SET DATA TYPE to the
-// same type, change every row without a row in the change stream or a
-// change in the column's description. TRUNCATE, VACUUM FULL and CLUSTER
-// replace it too, which costs the relation's answers only (the access
-// check drops those, not the database's), so it is watched apart from
-// accessColumn.
-const storageColumn = `c.relname || ':' || c.relfilenode`
+// storageColumn names relation c, then describes where its rows come
+// from: its storage (relfilenode), and its partitions and inheritance
+// children at every depth with theirs. A rewrite replaces the storage:
+// ALTER COLUMN … TYPE … USING changes every row without a row in the
+// change stream or a change in the column's description. ATTACH
+// PARTITION and INHERIT bring rows in, DETACH and NO INHERIT take them
+// away, and a TRUNCATE of one partition, which the stream (naming
+// partitions by their root) does not carry, gives it new storage. Each
+// costs the relation's answers only: the access check drops those, not
+// the database's (access.namesOnly), so TRUNCATE, VACUUM FULL and
+// CLUSTER, which replace storage too, cost little.
+const storageColumn = `c.relname || ':' || concat_ws(' ', c.relfilenode,
+  (WITH RECURSIVE d(oid) AS (SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = c.oid
+     UNION SELECT i.inhrelid FROM pg_inherits i JOIN d ON i.inhparent = d.oid)
+   SELECT string_agg(d.oid::text || '/' || k.relfilenode, ',' ORDER BY d.oid) FROM d JOIN pg_class k ON k.oid = d.oid))`
 
 var accessStorageSQL = `SELECT c.oid, ` + storageColumn + ` FROM pg_class c WHERE c.oid = ANY($1)`
 
