@@ -120,8 +120,8 @@ func (s *session) finishReadBack(r *request, st pgwire.TxStatus) {
 	s.p.metrics.readBacks.WithLabelValues("failed").Inc()
 	// Counted always, logged at Warn once per session.
 	level := slog.LevelDebug
-	if !s.settingsReadBackFailed {
-		s.settingsReadBackFailed, level = true, slog.LevelWarn
+	if !s.readBackFailedLogged {
+		s.readBackFailedLogged, level = true, slog.LevelWarn
 	}
 	s.log.Log(context.Background(), level, "could not read the session's settings back; it bypasses the cache until DISCARD ALL, RESET ALL or its next change of settings",
 		"failed", r.failed, "malformed", rb.bad || !rb.sawRole, "status", string(st))

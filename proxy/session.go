@@ -91,17 +91,17 @@ type session struct {
 	stream *pglogical.Stream // the database's change stream; nil without one
 
 	// Backend loop only.
-	sawFatal bool
-	// settingsLostLogged, settingsReadBackFailed: the session logged
-	// once that its settings became unknown, that reading them back
-	// failed.
-	settingsLostLogged, settingsReadBackFailed bool
-	txMayWrite                                 bool                   // the open transaction ran something that may write
-	txWrites                                   map[string]struct{}    // tables written in the open transaction
-	txRows                                     map[cache.Row]struct{} // rows written in the open transaction
-	txAll                                      bool                   // the open transaction may have changed anything
-	txScratchW                                 []string               // txWrites as a slice, reused
-	txScratchR                                 []cache.Row            // txRows as a slice, reused
+	sawFatal   bool
+	txMayWrite bool                   // the open transaction ran something that may write
+	txWrites   map[string]struct{}    // tables written in the open transaction
+	txRows     map[cache.Row]struct{} // rows written in the open transaction
+	txAll      bool                   // the open transaction may have changed anything
+	txScratchW []string               // txWrites as a slice, reused
+	txScratchR []cache.Row            // txRows as a slice, reused
+	// Logged once: that the session's settings became unknown, that
+	// reading them back failed (backend loop only).
+	settingsLostLogged   bool
+	readBackFailedLogged bool
 
 	nToBackend int // bytes since the last metrics update; client loop only
 	nToClient  int // guarded by wmu
