@@ -96,13 +96,20 @@ func Decide(a *Analysis, sql string, f Facts, rules []Rule, defaultTTL time.Dura
 	if why != "" {
 		return notCacheable(why)
 	}
+	// bounded: user code that may read tables no statement names, which
+	// only a rule's TTL can bound.
+	var bounded string
 	for _, name := range a.Functions {
 		overloads, known := f.Functions[name]
 		if !known {
 			return notCacheable("unknown function " + name) // not looked up
 		}
-		if why := functionProblem(name, overloads); why != "" {
+		switch why, byTTL := functionProblem(name, overloads); {
+		case why == "":
+		case !byTTL:
 			return notCacheable(why)
+		case bounded == "":
+			bounded = why
 		}
 	}
 	d := Decision{Cacheable: true, Reason: "cacheable", Tables: depNames(deps), TTL: defaultTTL, Rule: -1}
@@ -112,6 +119,9 @@ func Decide(a *Analysis, sql string, f Facts, rules []Rule, defaultTTL time.Dura
 		}
 	}
 	i := slices.IndexFunc(rules, func(r Rule) bool { return r.matches(deps, sql) })
+	if bounded != "" && (i < 0 || !rules[i].Never && (!rules[i].HasTTL || rules[i].TTL <= 0)) {
+		return notCacheable(bounded + " (a cache.rules TTL may bound it)")
+	}
 	if i < 0 {
 		return d
 	}
@@ -334,43 +344,46 @@ func depNames(deps []dependency) []string {
 }
 
 // functionProblem returns why running every function name stands for
-// (every overload of a function, or the functions of every operator or
-// cast of that name), the worst one counting, makes a result uncacheable.
-func functionProblem(name string, overloads []FuncInfo) string {
+// (every overload of a function, the support functions of an aggregate,
+// or the functions of every operator or cast of that name), the worst one
+// counting, makes a result uncacheable. byTTL says that the only problem
+// is user-defined STABLE code, which may read tables no statement names:
+// an answer that a rule's TTL bounds may be cached all the same.
+func functionProblem(name string, overloads []FuncInfo) (why string, byTTL bool) {
 	if len(overloads) == 0 {
 		if Implicit(name) {
 			// Looked up: a cast that runs no function (binary, or through
 			// text), or an operator that does not exist (the query fails).
-			return ""
+			return "", false
 		}
-		return "unknown function " + name
+		return "unknown function " + name, false
 	}
 	for _, fn := range overloads {
 		if fn.Volatility != 'i' && fn.Volatility != 's' {
-			return "volatile function " + called(name, fn) // 'v', or unknown: the worst
+			return "volatile function " + called(name, fn), false // 'v', or unknown: the worst
 		}
 	}
 	for _, fn := range overloads {
 		if fn.SetsSettings {
-			return called(name, fn) + " may change the session's settings"
+			return called(name, fn) + " may change the session's settings", false
+		}
+	}
+	for _, fn := range overloads {
+		if fn.Volatility == 's' && fn.BuiltIn && readsClockOrSession(fn.Name) {
+			return called(name, fn) + " reads the clock/session", false
+		}
+	}
+	for _, fn := range overloads {
+		if fn.Volatility == 's' && fn.BuiltIn && !argumentsOnlyFuncs[fn.Name] {
+			return called(name, fn) + " reads the catalog or server state", false
 		}
 	}
 	for _, fn := range overloads {
 		if fn.Volatility == 's' && !fn.BuiltIn {
-			return "user-defined STABLE function " + called(name, fn) + " may read tables"
+			return "user-defined STABLE function " + called(name, fn) + " may read tables", true
 		}
 	}
-	for _, fn := range overloads {
-		if fn.Volatility == 's' && readsClockOrSession(fn.Name) {
-			return called(name, fn) + " reads the clock/session"
-		}
-	}
-	for _, fn := range overloads {
-		if fn.Volatility == 's' && !argumentsOnlyFuncs[fn.Name] {
-			return called(name, fn) + " reads the catalog or server state"
-		}
-	}
-	return ""
+	return "", false
 }
 
 // OperatorPrefix and CastPrefix begin the names by which Analysis.Functions

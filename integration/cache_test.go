@@ -538,7 +538,9 @@ func TestCacheDependencies(t *testing.T) {
 // call of that function by name would, while built-in operators and casts
 // and a user-defined IMMUTABLE operator do not.
 func TestUserCodeInOperatorsCastsAggregates(t *testing.T) {
-	pg, sc := startCache(t, nil)
+	pg, sc := startCache(t, map[string]any{"cache": map[string]any{
+		"rules": []any{map[string]any{"query": "bounded by a rule", "ttl": "1h"}},
+	}})
 	for _, stmt := range []string{
 		`CREATE TABLE op_cfg (id int PRIMARY KEY, threshold int)`,
 		`INSERT INTO op_cfg VALUES (1, 10)`,
@@ -595,11 +597,13 @@ func TestUserCodeInOperatorsCastsAggregates(t *testing.T) {
 		}
 	}
 	// Built-in operators and casts, and an IMMUTABLE user-defined
-	// operator, leave the query cacheable.
+	// operator, leave the query cacheable; a rule with a TTL bounds what
+	// a STABLE one may read, which then is cached too.
 	waitApplied(t, sc)
 	for _, q := range []string{
 		`SELECT count(*)::text FROM op_items WHERE price > 0 AND id::text <> 'x' AND price BETWEEN 1 AND 100`,
 		`SELECT count(*)::text FROM op_items WHERE price =** 3`,
+		`SELECT count(*)::text FROM op_items WHERE price >>> 0 /* bounded by a rule */`,
 	} {
 		read(conn, q)
 		h := hits()
