@@ -126,8 +126,9 @@ type Explanation struct {
 	OwnWriteWait *bool `json:"own_write_wait,omitempty"`
 	// SettingsChangedBy names what the statement runs that may change the
 	// session's settings (a user-defined function, or the triggers of a
-	// table it writes): after it the session does not use the cache until
-	// DISCARD ALL or RESET ALL. Empty if nothing.
+	// table it writes): after it sqlcache reads the session's settings
+	// back (readBackSQL) before the session uses the cache again. Empty if
+	// nothing.
 	SettingsChangedBy string `json:"settings_changed_by,omitempty"`
 	// TTL is how long a cached answer lives: a duration, or "until
 	// invalidated"; empty when the statement is not cached.

@@ -328,7 +328,7 @@ reason, the tables its answer depends on, and its TTL.`,
 			fmt.Fprintf(stdout, "after it:  the session's next cache read %s\n", next)
 		}
 		if e.SettingsChangedBy != "" {
-			fmt.Fprintf(stdout, "session:   %s may change the session's settings; after it the session does not use the cache until DISCARD ALL or RESET ALL\n", e.SettingsChangedBy)
+			fmt.Fprintf(stdout, "session:   %s may change the session's settings; after it sqlcache reads them back before the session uses the cache again\n", e.SettingsChangedBy)
 		}
 		return nil
 	}
