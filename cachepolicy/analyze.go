@@ -111,6 +111,10 @@ func analyze(sql string, sh *Shape) *Analysis {
 		a.changes(stmt, s.dml)
 		a.Calls = append(a.Calls, s.funcs...)
 		a.Session = append(a.Session, sessionEffects(stmt)...)
+		if e, ok := setConfigStatement(stmt); ok {
+			a.Session = append(a.Session, e)
+			continue
+		}
 		for _, fc := range s.setConfig {
 			a.Session = append(a.Session, setConfigEffect(fc))
 		}

@@ -86,6 +86,11 @@ type SessionEffect struct {
 	// Local is SET LOCAL (and SET TRANSACTION): the effect ends with the
 	// transaction.
 	Local bool
+	// Param, if not zero, says that Value is the statement's parameter of
+	// that number (from 1), to be read from the Bind that runs it: a
+	// SetVar of `SELECT set_config('app.tenant', $1, false)`. A caller
+	// that cannot read it must take the effect as Unknown.
+	Param int
 }
 
 // listQuoteGUCs are the settings Postgres marks GUC_LIST_QUOTE: SET quotes
@@ -272,6 +277,53 @@ func discardEffect(target pg_query.DiscardMode) SessionEffect {
 	}
 	return SessionEffect{Kind: Unknown, Value: "DISCARD"}
 }
+
+// setConfigStatement returns the effect of stmt when it is nothing but
+// one set_config() call with a constant name, a constant or parameter
+// value and a constant is_local, SELECTed once: SELECT set_config('x',
+// $1, false). Such a statement, if it succeeds, sets exactly that, once,
+// as SET does. Anything more (FROM, WHERE, other columns, set operations)
+// may run it any number of times, so it is not.
+func setConfigStatement(stmt *pg_query.Node) (SessionEffect, bool) {
+	sel := stmt.GetSelectStmt()
+	if sel == nil || len(sel.GetTargetList()) != 1 || sel.GetOp() != pg_query.SetOperation_SETOP_NONE ||
+		len(sel.GetFromClause()) > 0 || sel.GetWhereClause() != nil || len(sel.GetGroupClause()) > 0 ||
+		sel.GetHavingClause() != nil || len(sel.GetSortClause()) > 0 || sel.GetLimitCount() != nil ||
+		sel.GetLimitOffset() != nil || sel.GetWithClause() != nil || len(sel.GetDistinctClause()) > 0 ||
+		sel.GetIntoClause() != nil || len(sel.GetLockingClause()) > 0 || len(sel.GetWindowClause()) > 0 ||
+		len(sel.GetValuesLists()) > 0 {
+		return SessionEffect{}, false
+	}
+	fc := sel.GetTargetList()[0].GetResTarget().GetVal().GetFuncCall()
+	args := fc.GetArgs()
+	if fc == nil || funcName(fc) != "set_config" || len(args) != 3 || fc.GetAggFilter() != nil || fc.GetOver() != nil ||
+		len(fc.GetFuncname()) > 2 || len(fc.GetFuncname()) == 2 && lastString(fc.GetFuncname(), 1) != "pg_catalog" {
+		return SessionEffect{}, false
+	}
+	name, ok := stringConst(args[0])
+	local := args[2].GetAConst().GetBoolval()
+	if !ok || local == nil {
+		return SessionEffect{}, false
+	}
+	e := SessionEffect{Kind: SetVar, Name: strings.ToLower(name), Local: local.GetBoolval()}
+	if value, ok := stringConst(args[1]); ok {
+		e.Value = value
+		return e, true
+	}
+	value := args[1]
+	if tc := value.GetTypeCast(); tc != nil && textTypes[lastString(tc.GetTypeName().GetNames(), 0)] {
+		value = tc.GetArg() // $1::text
+	}
+	if p := value.GetParamRef(); p != nil && p.GetNumber() > 0 {
+		e.Param = int(p.GetNumber())
+		return e, true
+	}
+	return SessionEffect{}, false
+}
+
+// textTypes are the types a set_config() value parameter may be cast to
+// and still arrive as it was bound.
+var textTypes = map[string]bool{"text": true, "varchar": true}
 
 // setConfigEffect records a set_config(name, value, is_local) call, with
 // its arguments when they are constants.

@@ -400,9 +400,13 @@ func TestSettingsReadBack(t *testing.T) {
 		}
 		return s
 	}
+	readBacks := func() float64 {
+		return metricValue(t, sc, `sqlcache_session_settings_read_back_total{result="ok"}`)
+	}
 	// reads reads q three times on c, wanting want each time and a cache
-	// hit the last two: the first read after a change of settings is
-	// relayed (its read-back is still in flight), then filled.
+	// hit the last time: the first read after a change of settings that
+	// is read back is relayed (the read-back is still in flight), the
+	// next one filled.
 	reads := func(c *pgx.Conn, want string) {
 		t.Helper()
 		var h float64
@@ -420,17 +424,19 @@ func TestSettingsReadBack(t *testing.T) {
 	}
 	c := connect(t, sc.URL("app", "", "postgres"))
 	// The client's own unnamed statement, parsed once and bound again
-	// later, as drivers do.
-	if _, err := c.PgConn().Prepare(t.Context(), "", `SELECT set_config('app.tenant', $1, false)`, nil); err != nil {
+	// later, as drivers do; a function's effects on settings are read
+	// back.
+	if _, err := c.PgConn().Prepare(t.Context(), "", `SELECT enter_tenant($1)`, nil); err != nil {
 		t.Fatal(err)
 	}
 	enter := func(tenant string) {
 		t.Helper()
 		res := c.PgConn().ExecPrepared(t.Context(), "", [][]byte{[]byte(tenant)}, nil, nil).Read()
 		if res.Err != nil {
-			t.Fatalf("set_config(%q) on the unnamed statement: %v", tenant, res.Err)
+			t.Fatalf("enter_tenant(%q) on the unnamed statement: %v", tenant, res.Err)
 		}
 	}
+	n := readBacks()
 	enter("t1")
 	reads(c, "doc of t1")
 	enter("t2")
@@ -438,35 +444,59 @@ func TestSettingsReadBack(t *testing.T) {
 	// which its Query destroyed on the backend.
 	enter("t1")
 	reads(c, "doc of t1")
-	if _, err := c.Exec(t.Context(), `SELECT enter_tenant('t2')`); err != nil {
-		t.Fatal(err)
+	if got := readBacks() - n; got != 3 {
+		t.Errorf("%v read-backs after three calls of enter_tenant; want one after each", got)
 	}
+	// SELECT set_config('app.tenant', $1, false) is followed from its
+	// Bind, as SET is: no read-back, and the next read is a hit when the
+	// tenant's answer is cached.
+	n = readBacks()
+	setTenant := func(tenant string) {
+		t.Helper()
+		if _, err := c.Exec(t.Context(), `SELECT set_config('app.tenant', $1, false)`, tenant); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setTenant("t2")
 	reads(c, "doc of t2")
+	setTenant("t1")
+	h := hits()
+	if got := read(c); got != "doc of t1" {
+		t.Fatalf("back in t1: %q", got)
+	}
+	if hits()-h != 1 {
+		t.Errorf("the first read after set_config($1) was not a cache hit")
+	}
+	if got := readBacks() - n; got != 0 {
+		t.Errorf("set_config($1) was read back %v times; want it followed from its Bind", got)
+	}
+	// SET inside a transaction block is read back after it.
+	n = readBacks()
 	tx, err := c.Begin(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(t.Context(), `SET app.tenant = 't1'`); err != nil {
+	if _, err := tx.Exec(t.Context(), `SET app.tenant = 't2'`); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	reads(c, "doc of t1")
+	reads(c, "doc of t2")
+	if got := readBacks() - n; got != 1 {
+		t.Errorf("%v read-backs after SET in a transaction; want 1", got)
+	}
 	// A session that SETs the same tenant shares the answers.
 	other := connect(t, sc.URL("app", "", "postgres"))
 	if _, err := other.Exec(t.Context(), `SET app.tenant = 't2'`); err != nil {
 		t.Fatal(err)
 	}
-	h := hits()
+	h = hits()
 	if got := read(other); got != "doc of t2" {
 		t.Fatalf("another session in t2: %q", got)
 	}
 	if hits()-h != 1 {
 		t.Errorf("another session in t2 did not get the cached answer of the first")
-	}
-	if got := metricValue(t, sc, `sqlcache_session_settings_read_back_total{result="ok"}`); got < 4 {
-		t.Errorf("%v read-backs; want at least 4", got)
 	}
 
 	// A read-back asks for the custom settings that policies read. A

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 
 	"github.com/sqlcache/sqlcache/cachepolicy"
 	"github.com/sqlcache/sqlcache/proxy/internal/cache"
@@ -304,6 +305,7 @@ func (s *session) track(typ byte, body []byte) {
 			s.portals[string(bind.Portal)] = st
 		}
 		s.bindRow(st, bind)
+		s.bindEffects(st, bind)
 	case pgwire.MsgExecute:
 		portal, _, err := pgwire.ParseExecute(body)
 		st := s.portals[string(portal)]
@@ -319,7 +321,7 @@ func (s *session) track(typ byte, body []byte) {
 			// Not knowing what runs, assume it may change anything.
 			s.cur.invalidateAll = true
 		} else {
-			s.cur.classify(*st.plan, row)
+			s.cur.classify(*st.plan, row, s.portalEffects[string(portal)])
 		}
 		s.mu.Unlock()
 	case pgwire.MsgClose:
@@ -332,6 +334,7 @@ func (s *session) track(typ byte, body []byte) {
 		} else {
 			delete(s.portals, string(name))
 			delete(s.portalRows, string(name))
+			delete(s.portalEffects, string(name))
 		}
 	}
 }
@@ -353,6 +356,67 @@ func (s *session) bindRow(st *stmtInfo, bind pgwire.BindBody) {
 	}
 }
 
+// bindEffects records, for a portal whose statement's session effects
+// take a value from its parameters (SELECT set_config('x', $1, false)),
+// those effects with the Bind's values in.
+func (s *session) bindEffects(st *stmtInfo, bind pgwire.BindBody) {
+	if st != nil {
+		if effects := boundEffects((*st.plan).analysis.Session, bind.Args, st.oids); effects != nil {
+			s.portalEffects[string(bind.Portal)] = effects
+			return
+		}
+	}
+	if len(s.portalEffects) > 0 {
+		delete(s.portalEffects, string(bind.Portal))
+	}
+}
+
+// boundEffects returns session with the values of a Bind's parameters
+// (args, of a statement parsed with oids) in the effects that take one
+// (SessionEffect.Param), or nil if none does. An effect whose value is
+// NULL, missing, or binary for a type other than text keeps its Param,
+// which appendEffects turns into an unknown change of settings.
+func boundEffects(session []cachepolicy.SessionEffect, args, oids []byte) []cachepolicy.SessionEffect {
+	if !slices.ContainsFunc(session, func(e cachepolicy.SessionEffect) bool { return e.Param > 0 }) {
+		return nil
+	}
+	out := slices.Clone(session)
+	for i, e := range out {
+		if e.Param == 0 {
+			continue
+		}
+		value, bin, null, err := pgwire.Param(args, e.Param-1)
+		if err != nil || null || bin && !textParam(oids, e.Param) {
+			continue
+		}
+		out[i].Value, out[i].Param = string(value), 0
+	}
+	return out
+}
+
+// textParam reports whether parameter n (from 1) of a statement parsed
+// with oids is text in binary format too: declared text or varchar, or
+// not declared (set_config's own argument type, text, is inferred).
+func textParam(oids []byte, n int) bool {
+	declared := declaredOID(oids, n)
+	return declared == 0 || declared == pgtypeText || declared == pgtypeVarchar
+}
+
+// declaredOID returns the type a Parse's oids declare for parameter n
+// (from 1), or 0 if they leave it to the server.
+func declaredOID(oids []byte, n int) uint32 {
+	if len(oids) >= 2+4*n && int(binary.BigEndian.Uint16(oids)) >= n {
+		return binary.BigEndian.Uint32(oids[2+4*(n-1):])
+	}
+	return 0
+}
+
+// OIDs of the text types.
+const (
+	pgtypeText    = 25
+	pgtypeVarchar = 1043
+)
+
 // paramRow returns the row a RowRead picks with the parameters of a Bind
 // (args) of a statement parsed with oids, or with the statement's own
 // constant.
@@ -364,11 +428,7 @@ func paramRow(r cachepolicy.RowRead, args, oids []byte) (cache.Row, bool) {
 	if err != nil || null {
 		return cache.Row{}, false
 	}
-	var declared uint32
-	if len(oids) >= 2+4*r.Param && int(binary.BigEndian.Uint16(oids)) >= r.Param {
-		declared = binary.BigEndian.Uint32(oids[2+4*(r.Param-1):])
-	}
-	key, ok := cachepolicy.RowKey(r, value, bin, declared)
+	key, ok := cachepolicy.RowKey(r, value, bin, declaredOID(oids, r.Param))
 	return cache.Row{Table: r.Table, Column: r.Column, Key: key}, ok
 }
 

@@ -99,7 +99,7 @@ func (s *session) query(msg pgwire.Message) error {
 				row = &rw
 			}
 		}
-		r.classify(*held, row)
+		r.classify(*held, row, nil)
 		if (*held).analysis.Statements > 0 {
 			// A simple Query destroys the unnamed statement.
 			delete(s.stmts, "")

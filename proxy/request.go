@@ -43,8 +43,10 @@ type request struct {
 }
 
 // classify adds what a statement does to r: if row is not nil, the
-// statement writes only that row. The caller holds s.mu if r is queued.
-func (r *request) classify(p *plan, row *cache.Row) {
+// statement writes only that row; if bound is not nil, it is the
+// statement's session effects with its parameters' values in
+// (boundEffects). The caller holds s.mu if r is queued.
+func (r *request) classify(p *plan, row *cache.Row, bound []cachepolicy.SessionEffect) {
 	a := p.analysis
 	if row != nil {
 		r.rows = append(r.rows, *row)
@@ -58,10 +60,27 @@ func (r *request) classify(p *plan, row *cache.Row) {
 	r.mayWrite = r.mayWrite || mayWrite(a) && !(p.decided && (p.decision.Cacheable || p.writesOnly))
 	r.invalidateAll = r.invalidateAll || a.InvalidateAll
 	r.catalogChange = r.catalogChange || a.CatalogChange
-	r.effects = append(r.effects, a.Session...)
+	session := a.Session
+	if bound != nil {
+		session = bound
+	}
+	r.effects = appendEffects(r.effects, session)
 	if p.setsSettings != "" {
 		r.effects = append(r.effects, cachepolicy.SessionEffect{Kind: cachepolicy.Unknown, Value: "ran " + p.setsSettings + ", which may change settings"})
 	}
+}
+
+// appendEffects appends effects to dst, each that takes its value from a
+// parameter not bound in (SessionEffect.Param) as a set_config() call:
+// what it set is not known.
+func appendEffects(dst, effects []cachepolicy.SessionEffect) []cachepolicy.SessionEffect {
+	for _, e := range effects {
+		if e.Param > 0 {
+			e = cachepolicy.SessionEffect{Kind: cachepolicy.SetConfigCall, Name: e.Name}
+		}
+		dst = append(dst, e)
+	}
+	return dst
 }
 
 // fillState captures a miss's answer as it is relayed: the messages from

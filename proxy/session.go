@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sqlcache/sqlcache/cachepolicy"
 	"github.com/sqlcache/sqlcache/invalidator/pglogical"
 	"github.com/sqlcache/sqlcache/proxy/internal/cache"
 	"github.com/sqlcache/sqlcache/wire/pgwire"
@@ -83,10 +84,13 @@ type session struct {
 	// portalRows: the row a portal's statement writes, when it writes one
 	// row picked by its primary key.
 	portalRows map[string]cache.Row
-	plans      map[string]**plan // plans of the SQL texts this session used
-	spare      *plan             // holds a simple Query's plan when plans is full
-	keyBuf     []byte
-	cur        *request // the extended batch being relayed, until its Sync
+	// portalEffects: a portal's session effects with its parameters in,
+	// when they take one (boundEffects).
+	portalEffects map[string][]cachepolicy.SessionEffect
+	plans         map[string]**plan // plans of the SQL texts this session used
+	spare         *plan             // holds a simple Query's plan when plans is full
+	keyBuf        []byte
+	cur           *request // the extended batch being relayed, until its Sync
 
 	stream *pglogical.Stream // the database's change stream; nil without one
 
@@ -110,18 +114,19 @@ type session struct {
 func newSession(p *Proxy, conn net.Conn) *session {
 	id := p.nextID.Add(1)
 	return &session{
-		p:          p,
-		id:         id,
-		log:        p.log.With("session", id, "client", conn.RemoteAddr().String()),
-		client:     conn,
-		cr:         pgwire.NewReader(conn, p.cfg.MaxMessageBytes),
-		cw:         bufio.NewWriterSize(conn, writeBufferSize),
-		stmts:      make(map[string]*stmtInfo),
-		portals:    make(map[string]*stmtInfo),
-		portalRows: make(map[string]cache.Row),
-		plans:      make(map[string]**plan),
-		txWrites:   make(map[string]struct{}),
-		txRows:     make(map[cache.Row]struct{}),
+		p:             p,
+		id:            id,
+		log:           p.log.With("session", id, "client", conn.RemoteAddr().String()),
+		client:        conn,
+		cr:            pgwire.NewReader(conn, p.cfg.MaxMessageBytes),
+		cw:            bufio.NewWriterSize(conn, writeBufferSize),
+		stmts:         make(map[string]*stmtInfo),
+		portals:       make(map[string]*stmtInfo),
+		portalRows:    make(map[string]cache.Row),
+		portalEffects: make(map[string][]cachepolicy.SessionEffect),
+		plans:         make(map[string]**plan),
+		txWrites:      make(map[string]struct{}),
+		txRows:        make(map[cache.Row]struct{}),
 	}
 }
 
