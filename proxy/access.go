@@ -308,7 +308,7 @@ func (c *catalog) checkAccess(ctx context.Context, d *dbCatalog, db string, conn
 		// search path puts it first; a table rewritten has new rows:
 		// those answers go, not the rest.
 		if names, ok := a.namesOnly(d.access); ok {
-			c.relationsNamed(db, names)
+			c.relationsChanged(db, names)
 			break
 		}
 		c.accessChanged(db, "privileges, row security, roles or role settings changed", false)

@@ -32,12 +32,12 @@ type catalog struct {
 	// what there may have changed (checkAccess), for the reason why;
 	// failed if a check failed. Called with the database's lookupMu held.
 	accessChanged func(db, why string, failed bool)
-	// relationsNamed drops database db's cached answers that read a
+	// relationsChanged drops database db's cached answers that read a
 	// relation of one of names, after a relation of that name was made or
 	// dropped elsewhere, or was rewritten, and nothing else watched
 	// changed (checkAccess).
 	// Called with the database's lookupMu held.
-	relationsNamed func(db string, names []string)
+	relationsChanged func(db string, names []string)
 	// accessChecked counts a check, failed or not.
 	accessChecked func(failed bool)
 
@@ -86,7 +86,7 @@ type relFacts struct {
 
 func newCatalog(dsn string, log *slog.Logger) *catalog {
 	return &catalog{dsn: dsn, log: log, dbs: make(map[string]*dbCatalog), accessChanged: func(string, string, bool) {},
-		relationsNamed: func(string, []string) {}, accessChecked: func(bool) {}}
+		relationsChanged: func(string, []string) {}, accessChecked: func(bool) {}}
 }
 
 func (c *catalog) close() {

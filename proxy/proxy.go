@@ -91,7 +91,7 @@ func New(cfg Config) (*Proxy, error) {
 	p.metrics.registerStore(p.store)
 	p.catalog = newCatalog(c.ServiceDSN, c.Logger)
 	p.catalog.accessChanged = p.accessChanged
-	p.catalog.relationsNamed = p.relationsNamed
+	p.catalog.relationsChanged = p.relationsChanged
 	p.catalog.accessChecked = func(failed bool) {
 		result := "ok"
 		if failed {
@@ -164,11 +164,11 @@ func (p *Proxy) accessChanged(db, why string, failed bool) {
 	p.log.Log(context.Background(), level, "dropped the database's cached answers: who may read what may have changed", "database", db, "entries", n, "why", why)
 }
 
-// relationsNamed drops database db's cached answers that read a relation
+// relationsChanged drops database db's cached answers that read a relation
 // of one of names, after another relation of that name was made (or
 // dropped) or the relation was rewritten, and has every decision made
 // again.
-func (p *Proxy) relationsNamed(db string, names []string) {
+func (p *Proxy) relationsChanged(db string, names []string) {
 	n := 0
 	for _, name := range names {
 		n += p.store.InvalidateTable(db, name)
