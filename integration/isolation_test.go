@@ -768,6 +768,18 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 			}
 		}
 	}
+	// pubCached checks that app's answer of pub, cached before, is still
+	// a hit: what happened since (what) dropped other answers only.
+	pubCached := func(t *testing.T, app *pgx.Conn, what string) {
+		t.Helper()
+		h := hits()
+		if v, err := read(t, app, `SELECT v FROM pub`); err != nil || v != "open" {
+			t.Fatalf("pub = %q, %v", v, err)
+		}
+		if hits()-h != 1 {
+			t.Errorf("%s dropped pub's cached answer too", what)
+		}
+	}
 	// A first read opens the database's service connection: from then on
 	// the access checks run.
 	if _, err := read(t, connect(t, sc.URL("app", "", "postgres")), `SELECT v FROM pub`); err != nil {
@@ -822,13 +834,7 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		})
 		waitApplied(t, sc)
 		checked(t)
-		h := hits()
-		if v, err := read(t, app, `SELECT v FROM pub`); err != nil || v != "open" {
-			t.Fatalf("pub = %q, %v", v, err)
-		}
-		if hits()-h != 1 {
-			t.Errorf("creating, analyzing and truncating other tables, or temporary ones, dropped pub's cached answer")
-		}
+		pubCached(t, app, "creating, analyzing and truncating other tables, or temporary ones,")
 	})
 	t.Run("revoke", func(t *testing.T) {
 		checked(t)
@@ -930,14 +936,7 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		cached(t, app, `SELECT v FROM pub`, "open")
 		pg.Exec(t, `ALTER TABLE public.rewritten ALTER COLUMN v TYPE text USING v || v`)
 		eventually(t, limit, answer(t, app, q), "xx")
-		// Only the answers of that table went: pub's is still cached.
-		h := hits()
-		if v, err := read(t, app, `SELECT v FROM pub`); err != nil || v != "open" {
-			t.Fatalf("pub = %q, %v", v, err)
-		}
-		if hits()-h != 1 {
-			t.Errorf("rewriting another table dropped pub's cached answer too")
-		}
+		pubCached(t, app, "rewriting another table")
 	})
 	t.Run("set_unlogged", func(t *testing.T) {
 		// An unlogged table's writes are not in the change stream: its
@@ -1005,10 +1004,7 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		cached(t, app, `SELECT v FROM pub`, "open")
 		pg.Exec(t, `TRUNCATE parts_hi`)
 		eventually(t, limit, answer(t, app, `SELECT count(*)::text FROM public.parts`), "1")
-		h := hits()
-		if v, err := read(t, app, `SELECT v FROM pub`); err != nil || v != "open" || hits()-h != 1 {
-			t.Errorf("pub = %q, %v, %v hits; want its cached answer", v, err, hits()-h)
-		}
+		pubCached(t, app, "a partition's TRUNCATE")
 		checked(t)
 		cached(t, app, `SELECT count(*)::text FROM public.parts`, "1")
 		pg.Exec(t, `ALTER TABLE parts DETACH PARTITION parts_lo`)
@@ -1044,14 +1040,7 @@ func TestAccessChangedBehindSqlcache(t *testing.T) {
 		pg.Exec(t, `CREATE TABLE b.listed (v text)`)
 		pg.Exec(t, `GRANT SELECT ON b.listed TO app`)
 		eventually(t, limit, fresh(t, `SELECT count(*)::text FROM listed`), "0")
-		// Only the answers of that name went: pub's is still cached.
-		h := hits()
-		if v, err := read(t, app, `SELECT v FROM pub`); err != nil || v != "open" {
-			t.Fatalf("pub = %q, %v", v, err)
-		}
-		if hits()-h != 1 {
-			t.Errorf("a new table named listed dropped pub's cached answer too")
-		}
+		pubCached(t, app, "a new table named listed")
 	})
 	t.Run("schemas_swapped", func(t *testing.T) {
 		for _, stmt := range []string{
