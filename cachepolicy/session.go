@@ -42,8 +42,9 @@ const (
 	// for the rest of the session.
 	CreateTemp
 	// SetConfigCall is a call of set_config() anywhere in the string: the
-	// session's settings are unknown. When the arguments are constants,
-	// Name, Value and Local hold them, as a hint only.
+	// session's settings are unknown. When the arguments are constants
+	// (the value may be a parameter: Param), Name, Value and Local hold
+	// them, as a hint only.
 	SetConfigCall
 	// Unknown is a statement that may change the session in a way the
 	// analysis cannot model: DO, CALL, LOAD, SET ... FROM CURRENT,
@@ -300,25 +301,12 @@ func setConfigStatement(stmt *pg_query.Node) (SessionEffect, bool) {
 		len(fc.GetFuncname()) > 2 || len(fc.GetFuncname()) == 2 && lastString(fc.GetFuncname(), 1) != "pg_catalog" {
 		return SessionEffect{}, false
 	}
-	name, ok := stringConst(args[0])
-	local := args[2].GetAConst().GetBoolval()
-	if !ok || local == nil {
+	e := setConfigEffect(fc)
+	if e.Name == "" {
 		return SessionEffect{}, false
 	}
-	e := SessionEffect{Kind: SetVar, Name: strings.ToLower(name), Local: local.GetBoolval()}
-	if value, ok := stringConst(args[1]); ok {
-		e.Value = value
-		return e, true
-	}
-	value := args[1]
-	if tc := value.GetTypeCast(); tc != nil && textTypes[lastString(tc.GetTypeName().GetNames(), 0)] {
-		value = tc.GetArg() // $1::text
-	}
-	if p := value.GetParamRef(); p != nil && p.GetNumber() > 0 {
-		e.Param = int(p.GetNumber())
-		return e, true
-	}
-	return SessionEffect{}, false
+	e.Kind = SetVar
+	return e, true
 }
 
 // textTypes are the types a set_config() value parameter may be cast to
@@ -326,20 +314,33 @@ func setConfigStatement(stmt *pg_query.Node) (SessionEffect, bool) {
 var textTypes = map[string]bool{"text": true, "varchar": true}
 
 // setConfigEffect records a set_config(name, value, is_local) call, with
-// its arguments when they are constants.
+// its arguments when the name and is_local are constants and the value is
+// a constant or a parameter ($1, $1::text: Param).
 func setConfigEffect(fc *pg_query.FuncCall) SessionEffect {
 	e := SessionEffect{Kind: SetConfigCall}
 	args := fc.GetArgs()
 	if len(args) != 3 {
 		return e
 	}
-	name, ok1 := stringConst(args[0])
-	value, ok2 := stringConst(args[1])
+	name, ok := stringConst(args[0])
 	local := args[2].GetAConst().GetBoolval()
-	if !ok1 || !ok2 || local == nil {
+	if !ok || local == nil {
 		return e
 	}
-	return SessionEffect{Kind: SetConfigCall, Name: strings.ToLower(name), Value: value, Local: local.GetBoolval()}
+	hint := SessionEffect{Kind: SetConfigCall, Name: strings.ToLower(name), Local: local.GetBoolval()}
+	if value, ok := stringConst(args[1]); ok {
+		hint.Value = value
+		return hint
+	}
+	value := args[1]
+	if tc := value.GetTypeCast(); tc != nil && textTypes[lastString(tc.GetTypeName().GetNames(), 0)] {
+		value = tc.GetArg()
+	}
+	if p := value.GetParamRef(); p != nil && p.GetNumber() > 0 {
+		hint.Param = int(p.GetNumber())
+		return hint
+	}
+	return e
 }
 
 // createdRelation returns the relation a CREATE TABLE, CREATE TABLE AS,
