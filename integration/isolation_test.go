@@ -555,6 +555,30 @@ func TestSettingsReadBack(t *testing.T) {
 			}
 		})
 	}
+
+	// A read-back that fails (here: app may not read pg_policy) is not
+	// seen by the client, whose request is answered; the session keeps
+	// off the cache, and is not served another tenant's rows.
+	pg.Exec(t, `REVOKE SELECT ON pg_catalog.pg_policy FROM PUBLIC`) // last: the database is thrown away
+	denied := connect(t, sc.URL("app", "", "postgres"))
+	failed := metricValue(t, sc, `sqlcache_session_settings_read_back_total{result="failed"}`)
+	for _, tenant := range []string{"t1", "t2"} {
+		if _, err := denied.Exec(t.Context(), `SELECT enter_tenant($1)`, tenant); err != nil {
+			t.Fatal(err)
+		}
+		h := hits()
+		for range 2 {
+			if got, want := read(denied), "doc of "+tenant; got != want {
+				t.Fatalf("in %s after a failed read-back: %q; want %q", tenant, got, want)
+			}
+		}
+		if hits() != h {
+			t.Errorf("in %s after a failed read-back: served from the cache", tenant)
+		}
+	}
+	if got := metricValue(t, sc, `sqlcache_session_settings_read_back_total{result="failed"}`) - failed; got != 2 {
+		t.Errorf("%v failed read-backs; want 2", got)
+	}
 }
 
 func TestCacheRulesAndAdmin(t *testing.T) {
