@@ -208,15 +208,19 @@ func (s *Stream) run() {
 	}
 }
 
-// failed records and logs err, each distinct error once: at Error level if
-// an operator must act, else Warn.
+// failed logs err, each distinct error once: at Error level if an operator
+// must act, else Warn; then records it. Logging first means that whoever sees
+// the error in Status finds it, with its fix, in the log too.
 func (s *Stream) failed(err error) {
 	msg := err.Error()
-	s.updateStatus(func(st *Status) { st.LastError = msg })
-	if msg == s.lastLogged {
-		return
+	if msg != s.lastLogged {
+		s.lastLogged = msg
+		s.logFailure(err)
 	}
-	s.lastLogged = msg
+	s.updateStatus(func(st *Status) { st.LastError = msg })
+}
+
+func (s *Stream) logFailure(err error) {
 	var setup *SetupError
 	if errors.As(err, &setup) {
 		args := []any{"problem", setup.Problem, "fix", setup.Fix}
