@@ -2,10 +2,13 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // TestCancel cancels a long query through the proxy: it must end with
@@ -57,6 +60,77 @@ func TestCancel(t *testing.T) {
 	if err := victim.QueryRow(ctx, `SELECT 1`).Scan(&one); err != nil {
 		t.Errorf("query after cancel on the same session: %v", err)
 	}
+}
+
+// TestCancelRace cancels half of many sessions at once, each in a long
+// query (PgBouncer's test_cancel_race): every cancel must reach its own
+// session and no other, and every session stays usable.
+func TestCancelRace(t *testing.T) {
+	_, sc := startPair(t)
+	ctx := t.Context()
+	const n = 16
+	conns := make([]*pgx.Conn, n)
+	for i := range conns {
+		conns[i] = connect(t, sc.URL("app", "", "postgres"))
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var got int
+			errs[i] = c.QueryRow(ctx, `SELECT $1::int FROM pg_sleep(3)`, i).Scan(&got)
+			if errs[i] == nil && got != i {
+				errs[i] = fmt.Errorf("answered %d", got)
+			}
+		}()
+	}
+	waitForSleepers(t, sc, n)
+
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var cancels sync.WaitGroup
+	for i := 0; i < n; i += 2 {
+		cancels.Add(1)
+		go func() {
+			defer cancels.Done()
+			if err := conns[i].PgConn().CancelRequest(cctx); err != nil {
+				t.Errorf("session %d: CancelRequest: %v", i, err)
+			}
+		}()
+	}
+	cancels.Wait()
+	wg.Wait()
+	for i, err := range errs {
+		switch {
+		case i%2 == 0 && pgCode(err) != "57014":
+			t.Errorf("cancelled session %d: %v; want SQLSTATE 57014", i, err)
+		case i%2 == 1 && err != nil:
+			t.Errorf("session %d, not cancelled: %v", i, err)
+		}
+		var one int
+		if err := conns[i].QueryRow(ctx, `SELECT 1`).Scan(&one); err != nil {
+			t.Errorf("session %d after the cancels: %v", i, err)
+		}
+	}
+	if got := metricValue(t, sc, `sqlcache_cancel_requests_total{result="forwarded"}`); got != n/2 {
+		t.Errorf("forwarded cancels = %v; want %d", got, n/2)
+	}
+}
+
+// waitForSleepers waits until n backends sleep in pg_sleep, looking
+// through the proxy itself.
+func waitForSleepers(t *testing.T, sc *Sqlcache, n int) {
+	t.Helper()
+	conn := connect(t, sc.URL("postgres", "", "postgres"))
+	waitUntil(t, 10*time.Second, fmt.Sprintf("%d sessions in pg_sleep", n), func() bool {
+		var got int
+		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND wait_event = 'PgSleep'`).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got >= n
+	})
 }
 
 // TestCancelUnknownKey sends a CancelRequest with a key no session has: it
