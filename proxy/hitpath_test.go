@@ -232,3 +232,25 @@ func BenchmarkMissSimple(b *testing.B) {
 		b.Fatalf("%v misses for %d new texts", got, i-1)
 	}
 }
+
+// BenchmarkRelayPrepared measures a Bind/Describe/Execute/Sync on a named
+// prepared statement relayed with the cache off (pgbench -M prepared
+// through sqlcache as a plain proxy): the session's own cost of a round
+// trip, which the benchmark's in-memory I/O makes the bulk of.
+func BenchmarkRelayPrepared(b *testing.B) {
+	p, err := New(Config{Backend: "127.0.0.1:1", Invalidation: InvalidationConfig{Mode: InvalidationNone}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close() })
+	client, backend := startSession(b, p)
+	go fakeBackend(backend)
+	r := pgwire.NewReader(client, 0)
+	roundTrip(b, client, r, encode(b, &pgproto3.Parse{Name: "s1", Query: hitSQL}, &pgproto3.Sync{}))
+	req := encode(b, &pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte("7")}},
+		&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	b.ReportAllocs()
+	for b.Loop() {
+		roundTrip(b, client, r, req)
+	}
+}
