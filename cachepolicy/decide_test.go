@@ -38,6 +38,8 @@ var testFacts = cachepolicy.Facts{
 		"pg_locks":    {{Schema: "pg_catalog", Name: "pg_locks", Kind: 'v', System: true}},
 		"v_locks":     {{Schema: "public", Name: "v_locks", Kind: 'v', Base: []string{"pg_locks"}}},
 		"v_remote":    {{Schema: "public", Name: "v_remote", Kind: 'v', Base: []string{"users", "remote"}}},
+		"audit":       {{Schema: "public", Name: "audit", Kind: 'r', CatalogColumn: "rel regclass"}},
+		"v_audit":     {{Schema: "public", Name: "v_audit", Kind: 'v', Base: []string{"audit"}}},
 	},
 	Functions: map[string][]funcInfo{
 		"lower":                {{Name: "lower", Volatility: 'i', BuiltIn: true}},
@@ -123,6 +125,9 @@ func TestDecide(t *testing.T) {
 		{"qualified avoids temp", "SELECT * FROM public.shadow", nil, yes("shadow")},
 		{"sequence", "SELECT last_value FROM seq", nil, no("sequence public.seq")},
 		{"foreign", "SELECT * FROM remote", nil, no("foreign table public.remote")},
+		{"object identifier column", "SELECT * FROM audit", nil, no("column public.audit.rel of type regclass, printed by a catalog lookup")},
+		{"view over one", "SELECT * FROM v_audit", nil,
+			no("public.v_audit reads column public.audit.rel of type regclass, printed by a catalog lookup")},
 		{"composite", "SELECT * FROM ctype", nil, no("relation public.ctype has kind 'c'")},
 		{"unknown relation", "SELECT * FROM nosuch", nil, no("unknown relation nosuch")},
 		{"empty facts", "SELECT * FROM empty", nil, no("unknown relation empty")},

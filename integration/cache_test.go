@@ -444,6 +444,49 @@ func cacheMetrics(t *testing.T, sc *Sqlcache) string {
 	return strings.Join(lines, "\n")
 }
 
+// TestObjectIdentifierColumn: a regclass column holds an OID and prints
+// the name the catalog gives it now, so a rename behind sqlcache changes
+// what a read of an unchanged row returns. Such a table is not cached.
+func TestObjectIdentifierColumn(t *testing.T) {
+	pg, sc := startCache(t, nil)
+	pg.Exec(t, `CREATE TABLE named (id int PRIMARY KEY)`)
+	pg.Exec(t, `CREATE TABLE audit (id int PRIMARY KEY, rel regclass)`)
+	pg.Exec(t, `INSERT INTO audit VALUES (1, 'named')`)
+	conn := connect(t, sc.URL("postgres", "", "postgres"))
+	read := func() string {
+		t.Helper()
+		var rel string
+		if err := conn.QueryRow(t.Context(), `SELECT rel FROM audit WHERE id = $1`, 1).Scan(&rel); err != nil {
+			t.Fatal(err)
+		}
+		return rel
+	}
+	hits := metricValue(t, sc, "sqlcache_cache_hits_total")
+	read()
+	read()
+	if got := metricValue(t, sc, "sqlcache_cache_hits_total"); got != hits {
+		t.Errorf("a read of a regclass column was answered from the cache (%v hits)", got-hits)
+	}
+	pg.Exec(t, `ALTER TABLE named RENAME TO renamed`)
+	if got := read(); got != "renamed" {
+		t.Errorf("after the rename: %q; want renamed", got)
+	}
+	// Arrays of such types and domains over them print names too.
+	pg.Exec(t, `CREATE DOMAIN owner_role AS regrole`)
+	pg.Exec(t, `CREATE TABLE grants (id int PRIMARY KEY, who owner_role)`)
+	pg.Exec(t, `CREATE TABLE signatures (id int PRIMARY KEY, args regtype[])`)
+	for sql, want := range map[string]string{
+		`SELECT rel FROM audit`:           "column public.audit.rel of type regclass",
+		`SELECT id FROM grants`:           "column public.grants.who of type owner_role",
+		`SELECT count(*) FROM signatures`: "column public.signatures.args of type regtype[]",
+	} {
+		out, code := RunSqlcache(t, "explain", "--config", sc.ConfigFile, sql)
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("explain %q: exit %d:\n%s\nwant %q in it", sql, code, out, want)
+		}
+	}
+}
+
 // TestCacheDependencies: answers read through views and partitions depend
 // on the tables underneath, and what reads the clock is not cached.
 func TestCacheDependencies(t *testing.T) {
