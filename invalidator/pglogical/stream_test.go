@@ -2,10 +2,12 @@ package pglogical_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,6 +71,47 @@ func TestStreamUnreachable(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestFailureLoggedBeforeStatus: whoever sees an error in Status finds it
+// in the log already. The handler holds the stream's first warning until
+// the test has the stream, then reads Status: the error must not be in it
+// yet.
+func TestFailureLoggedBeforeStatus(t *testing.T) {
+	var stream atomic.Pointer[pglogical.Stream]
+	ready := make(chan struct{})
+	seen := make(chan string, 1)
+	h := &funcHandler{handle: func(r slog.Record) {
+		<-ready
+		select {
+		case seen <- stream.Load().Status().LastError:
+		default:
+		}
+	}}
+	s := pglogical.Start(pglogical.Config{DSN: unreachableDSN(t), Database: "db", Logger: slog.New(h),
+		MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	defer s.Close()
+	stream.Store(s)
+	close(ready)
+	select {
+	case got := <-seen:
+		if got != "" {
+			t.Errorf("Status showed %q before the failure was logged", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no failure logged")
+	}
+}
+
+// funcHandler passes records at Warn and above to handle.
+type funcHandler struct{ handle func(slog.Record) }
+
+func (h *funcHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (h *funcHandler) Handle(_ context.Context, r slog.Record) error {
+	h.handle(r)
+	return nil
+}
+func (h *funcHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *funcHandler) WithGroup(string) slog.Handler      { return h }
 
 func TestCheckBadConfig(t *testing.T) {
 	tests := []struct {
