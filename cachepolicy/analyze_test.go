@@ -83,6 +83,8 @@ var candidateTests = []struct {
 	{"NULLIF, simple CASE, USING, NATURAL", "SELECT nullif(a, 0), CASE b WHEN 1 THEN 2 END FROM t JOIN u USING (id) NATURAL JOIN v",
 		[]rel{{Name: "t"}, {Name: "u"}, {Name: "v"}}, []string{"operator ="}},
 	{"ORDER BY USING", "SELECT * FROM t ORDER BY a USING >", []rel{{Name: "t"}}, []string{"operator >"}},
+	{"full-text search as ORMs spell it", "SELECT id FROM docs WHERE to_tsvector('english'::regconfig, body) @@ plainto_tsquery('english'::regconfig, $1)",
+		[]rel{{Name: "docs"}}, []string{"cast regconfig", "operator @@", "plainto_tsquery", "to_tsvector"}},
 	{"casts to user types", "SELECT CAST(a AS money_band), b::public.grade[], int4range(1, 2)::text FROM t",
 		[]rel{{Name: "t"}}, []string{"cast grade", "cast money_band", "cast text", "int4range"}},
 }

@@ -483,6 +483,7 @@ func TestObjectIdentifierColumn(t *testing.T) {
 		`SELECT id FROM grants`:           "column public.grants.who of type owner_role",
 		`SELECT count(*) FROM signatures`: "column public.signatures.args of type regtype[]",
 		`SELECT lang, body FROM docs`:     "cacheable: yes",
+		`SELECT id FROM docs WHERE to_tsvector('english'::regconfig, body) @@ plainto_tsquery('english'::regconfig, 'cat')`: "cacheable: yes",
 	} {
 		out, code := RunSqlcache(t, "explain", "--config", sc.ConfigFile, sql)
 		if code != 0 || !strings.Contains(out, want) {
