@@ -33,12 +33,13 @@ type RelInfo struct {
 	// partitions and children) may run: its triggers' functions and those
 	// its column defaults and constraints call.
 	WriteFuncs []string
-	// CatalogColumn is "name type" of its first column of an object
-	// identifier type (regclass, regtype…, an array of one or a domain
-	// over one), or "". Such a value is an OID printed as the name the
-	// catalog gives it now: ALTER TABLE … RENAME changes what a read
-	// returns with no change to the row, and no change stream carries it.
-	CatalogColumn string
+	// CatalogColumn is its first column of an object identifier type
+	// (regclass, regtype…, an array of one or a domain over one), or "";
+	// CatalogType names that type. Such a value is an OID printed as the
+	// name the catalog gives it now: ALTER TABLE … RENAME changes what a
+	// read returns with no change to the row, and no change stream
+	// carries it.
+	CatalogColumn, CatalogType string
 }
 
 // FuncInfo is what the catalog says about one function a name stands
@@ -323,8 +324,7 @@ func relationProblem(info RelInfo) string {
 	case info.Temp:
 		return "temporary table " + qualified(info.Schema, info.Name)
 	case info.CatalogColumn != "":
-		col, typ, _ := strings.Cut(info.CatalogColumn, " ")
-		return "column " + qualified(info.Schema, info.Name) + "." + col + " of type " + typ + ", printed by a catalog lookup"
+		return "column " + qualified(info.Schema, info.Name) + "." + info.CatalogColumn + " of type " + info.CatalogType + ", printed by a catalog lookup"
 	}
 	switch info.Kind {
 	case 'r', 'p', 'v', 'm':

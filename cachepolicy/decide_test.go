@@ -38,7 +38,7 @@ var testFacts = cachepolicy.Facts{
 		"pg_locks":    {{Schema: "pg_catalog", Name: "pg_locks", Kind: 'v', System: true}},
 		"v_locks":     {{Schema: "public", Name: "v_locks", Kind: 'v', Base: []string{"pg_locks"}}},
 		"v_remote":    {{Schema: "public", Name: "v_remote", Kind: 'v', Base: []string{"users", "remote"}}},
-		"audit":       {{Schema: "public", Name: "audit", Kind: 'r', CatalogColumn: "rel regclass"}},
+		"audit":       {{Schema: "public", Name: "audit", Kind: 'r', CatalogColumn: "rel", CatalogType: "regclass"}},
 		"v_audit":     {{Schema: "public", Name: "v_audit", Kind: 'v', Base: []string{"audit"}}},
 	},
 	Functions: map[string][]funcInfo{

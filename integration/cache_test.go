@@ -473,14 +473,14 @@ func TestObjectIdentifierColumn(t *testing.T) {
 	}
 	// Arrays of such types and domains over them print names too.
 	pg.Exec(t, `CREATE DOMAIN owner_role AS regrole`)
-	pg.Exec(t, `CREATE TABLE grants (id int PRIMARY KEY, who owner_role)`)
+	pg.Exec(t, `CREATE TABLE grants (id int PRIMARY KEY, "granted to" owner_role)`)
 	pg.Exec(t, `CREATE TABLE signatures (id int PRIMARY KEY, args regtype[])`)
 	// Text search configurations are not watched (README): a documents
 	// table with the configuration of each stays cacheable.
 	pg.Exec(t, `CREATE TABLE docs (id int PRIMARY KEY, lang regconfig, body text)`)
 	for sql, want := range map[string]string{
 		`SELECT rel FROM audit`:           "column public.audit.rel of type regclass",
-		`SELECT id FROM grants`:           "column public.grants.who of type owner_role",
+		`SELECT id FROM grants`:           "column public.grants.granted to of type owner_role",
 		`SELECT count(*) FROM signatures`: "column public.signatures.args of type regtype[]",
 		`SELECT lang, body FROM docs`:     "cacheable: yes",
 		`SELECT id FROM docs WHERE to_tsvector('english'::regconfig, body) @@ plainto_tsquery('english'::regconfig, 'cat')`: "cacheable: yes",

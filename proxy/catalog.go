@@ -352,7 +352,7 @@ func lookupViews(ctx context.Context, conn *pgx.Conn, views map[uint32]viewRef, 
 		var b baseRow
 		var kind, bkey string
 		var storage, acc string
-		if err := rows.Scan(&b.view, &b.base.Name, &b.base.Schema, &kind, &b.base.Temp, &b.base.Unlogged, &b.base.System, &b.base.RunsCode, &bkey, &b.base.Root, &b.family, &b.base.WriteFuncs, &b.base.CatalogColumn, &b.oid, &storage, &acc); err != nil {
+		if err := rows.Scan(&b.view, &b.base.Name, &b.base.Schema, &kind, &b.base.Temp, &b.base.Unlogged, &b.base.System, &b.base.RunsCode, &bkey, &b.base.Root, &b.family, &b.base.WriteFuncs, &b.base.CatalogColumn, &b.base.CatalogType, &b.oid, &storage, &acc); err != nil {
 			rows.Close()
 			return fmt.Errorf("catalog view dependencies: %w", err)
 		}
@@ -471,8 +471,9 @@ func (c *catalog) connect(ctx context.Context, d *dbCatalog, db string) (*pgx.Co
 // partitions or inheritance children and its ancestors, transitively.
 // Reading a parent reads its children's rows, and a write through a parent
 // may change a child's, so an answer depends on the whole family. Then the
-// user-defined functions a write to it may run, and its first column of
-// an object identifier type (cachepolicy.RelInfo.CatalogColumn).
+// user-defined functions a write to it may run, and the name and type of
+// its first column of an object identifier type (from oidColumnJoin,
+// which the query must join).
 const relColumns = `c.relkind::text, c.relpersistence = 't', c.relpersistence = 'u',
        n.nspname IN ('pg_catalog', 'information_schema') OR n.nspname LIKE 'pg\_toast%',
        c.relhastriggers OR c.relhasrules OR c.relrowsecurity OR EXISTS (
@@ -505,12 +506,18 @@ const relColumns = `c.relkind::text, c.relpersistence = 't', c.relpersistence = 
                           AND dp.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid IN (SELECT oid FROM d))
                         OR dp.classid = 'pg_constraint'::regclass
                           AND dp.objid IN (SELECT oid FROM pg_constraint WHERE conrelid IN (SELECT oid FROM d)))))),
-       coalesce((SELECT a.attname || ' ' || format_type(a.atttypid, NULL)
-                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                   AND ARRAY[t.oid, t.typelem, t.typbasetype] && ` + catalogTypeOIDs + `
-                 ORDER BY a.attnum LIMIT 1), ''),
+       coalesce(oidcol.name, ''), coalesce(oidcol.type, ''),
        `
+
+// oidColumnJoin, joined to pg_class c, gives oidcol: the name and type of
+// c's first column of an object identifier type (catalogTypeOIDs), its
+// elements' or its domain's base type, for relColumns.
+const oidColumnJoin = `
+LEFT JOIN LATERAL (SELECT a.attname::text AS name, format_type(a.atttypid, NULL) AS type
+    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+      AND ARRAY[t.oid, t.typelem, t.typbasetype] && ` + catalogTypeOIDs + `
+    ORDER BY a.attnum LIMIT 1) oidcol ON true`
 
 // catalogTypeOIDs are the object identifier types (regproc, regprocedure,
 // regoper, regoperator, regclass, regtype, regnamespace, regrole,
@@ -523,7 +530,7 @@ const catalogTypeOIDs = `'{24,2202,2203,2204,2205,2206,4089,4096,4191}'::oid[]`
 
 var relationsSQL = `
 SELECT c.relname, n.nspname, ` + relColumns + `c.oid, ` + storageColumn + `, ` + accessColumn + `
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace` + oidColumnJoin + `
 WHERE c.relname = ANY($1)`
 
 // viewBasesSQL returns, for each view among $1, every relation it reads,
@@ -542,7 +549,7 @@ WITH RECURSIVE deps(view, ref) AS (
     WHERE d.refobjid <> r.ev_class
 )
 SELECT DISTINCT deps.view, c.relname, n.nspname, ` + relColumns + `c.oid, ` + storageColumn + `, ` + accessColumn + `
-FROM deps JOIN pg_class c ON c.oid = deps.ref JOIN pg_namespace n ON n.oid = c.relnamespace`
+FROM deps JOIN pg_class c ON c.oid = deps.ref JOIN pg_namespace n ON n.oid = c.relnamespace` + oidColumnJoin
 
 // functionsSQL describes every function each name among $1 stands for
 // (cachepolicy.Analysis.Functions): the functions of that name, and for
@@ -627,7 +634,7 @@ func lookupRelations(ctx context.Context, conn *pgx.Conn, names []string, rels m
 		var kind, key string
 		var oid uint32
 		var storage, acc string
-		if err := rows.Scan(&ri.Name, &ri.Schema, &kind, &ri.Temp, &ri.Unlogged, &ri.System, &ri.RunsCode, &key, &ri.Root, &ri.Base, &ri.WriteFuncs, &ri.CatalogColumn, &oid, &storage, &acc); err != nil {
+		if err := rows.Scan(&ri.Name, &ri.Schema, &kind, &ri.Temp, &ri.Unlogged, &ri.System, &ri.RunsCode, &key, &ri.Root, &ri.Base, &ri.WriteFuncs, &ri.CatalogColumn, &ri.CatalogType, &oid, &storage, &acc); err != nil {
 			return nil, fmt.Errorf("catalog relations: %w", err)
 		}
 		// Temporary relations are not watched: only their own session
