@@ -27,6 +27,7 @@ FAIL
 		{"a passing package's lines do not count", "--- FAIL: TestX (1s)\nok  \tp\t1s\nFAIL\tq\t1s\n", nil},
 		{"build failure", "# p\n./x.go:1: syntax error\nFAIL\tp [build failed]\n", nil},
 		{"timeout panic", "panic: test timed out after 8m0s\nFAIL\tp\t480.1s\n", nil},
+		{"a panic ends the run", "--- FAIL: TestListen (0.10s)\npanic: timed out waiting for event [recovered]\nFAIL\tp\t1s\n", nil},
 		{"nothing failed", "ok  \tp\t1s\n", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

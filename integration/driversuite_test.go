@@ -89,7 +89,8 @@ func (s suite) goTest(run string, pkgs ...string) ([]byte, error) {
 // sqlcache can overrun. A failed run is logged with what failed, and the
 // top-level tests that failed are run again, package by package, up to
 // twice; the last run must pass. When a failure names no test (a build
-// error, a panic, an exit), the whole suite runs again instead.
+// error, an exit) or a package panicked, the whole suite runs again
+// instead.
 func runSuite(t *testing.T, s suite) []byte {
 	t.Helper()
 	out, err := s.goTest("", s.pkgs...)
@@ -120,24 +121,29 @@ func runSuite(t *testing.T, s suite) []byte {
 }
 
 // failedTests returns, by package, the top-level tests and examples that
-// failed in go test output, or nil if a package failed without naming one.
+// failed in go test output, or nil if a package failed without naming one
+// or panicked (a panic ends the package's run, so the tests after it never
+// ran and must run too).
 func failedTests(out string) map[string][]string {
 	failed := make(map[string][]string)
 	var names []string
+	panicked := false
 	for _, l := range strings.Split(out, "\n") {
 		switch {
 		case strings.HasPrefix(l, "--- FAIL: "):
 			name, _, _ := strings.Cut(strings.TrimPrefix(l, "--- FAIL: "), " ")
 			names = append(names, regexp.QuoteMeta(name))
+		case strings.HasPrefix(l, "panic: "):
+			panicked = true
 		case strings.HasPrefix(l, "FAIL\t"):
-			if len(names) == 0 {
+			if len(names) == 0 || panicked {
 				return nil
 			}
 			pkg, _, _ := strings.Cut(strings.TrimPrefix(l, "FAIL\t"), "\t")
 			failed[pkg] = append(failed[pkg], names...)
 			names = nil
 		case strings.HasPrefix(l, "ok  \t"):
-			names = nil
+			names, panicked = nil, false
 		}
 	}
 	if len(failed) == 0 {
