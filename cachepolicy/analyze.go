@@ -319,7 +319,7 @@ func (sc *scan) visit(m proto.Message) bool {
 		sc.reject(whyValueFunc, valueFuncReason(n.GetOp()))
 	case *pg_query.TypeCast:
 		typ := lastString(n.GetTypeName().GetNames(), 0)
-		if catalogTypes[typ] {
+		if _, ok := CatalogTypes[typ]; ok {
 			sc.reject(whyCatalogCast, "reads the catalog (::"+typ+")")
 		}
 		sc.uses(CastPrefix, typ)
@@ -416,18 +416,21 @@ func lockingName(s pg_query.LockClauseStrength) string {
 	return "FOR UPDATE"
 }
 
-// catalogTypes are the object identifier types whose input and output
-// functions look names up in the system catalogs: 'orders'::regclass is
-// an OID that changes when the table is dropped and created again, and
-// 16384::regclass a name that changes with ALTER TABLE ... RENAME. The
-// change stream carries no catalog changes, so such a cast is never
-// cached. regconfig and regdictionary are not among them: text search
-// configurations are not watched for to_tsvector('english', …) either
-// (README), and ORMs spell that call to_tsvector('english'::regconfig, …).
-var catalogTypes = map[string]bool{
-	"regclass": true, "regcollation": true,
-	"regnamespace": true, "regoper": true, "regoperator": true, "regproc": true,
-	"regprocedure": true, "regrole": true, "regtype": true,
+// CatalogTypes are the object identifier types whose input and output
+// functions look names up in the system catalogs, by name, with their
+// OIDs (fixed across versions): 'orders'::regclass is an OID that changes
+// when the table is dropped and created again, and 16384::regclass a name
+// that changes with ALTER TABLE ... RENAME. The change stream carries no
+// catalog changes, so such a cast is never cached, nor a read of a table
+// with a column of such a type (RelInfo.CatalogColumn). regconfig and
+// regdictionary are not among them: text search configurations are not
+// watched for to_tsvector('english', …) either (README), ORMs spell that
+// call to_tsvector('english'::regconfig, …), and a column of
+// configurations beside documents is their one common use in tables.
+var CatalogTypes = map[string]uint32{
+	"regproc": 24, "regprocedure": 2202, "regoper": 2203, "regoperator": 2204,
+	"regclass": 2205, "regtype": 2206, "regnamespace": 4089, "regrole": 4096,
+	"regcollation": 4191,
 }
 
 // valueFuncReason names an SQL value function such as CURRENT_TIMESTAMP(3)

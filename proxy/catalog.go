@@ -512,21 +512,21 @@ const relColumns = `c.relkind::text, c.relpersistence = 't', c.relpersistence = 
 // oidColumnJoin, joined to pg_class c, gives oidcol: the name and type of
 // c's first column of an object identifier type (catalogTypeOIDs), its
 // elements' or its domain's base type, for relColumns.
-const oidColumnJoin = `
+var oidColumnJoin = `
 LEFT JOIN LATERAL (SELECT a.attname::text AS name, format_type(a.atttypid, NULL) AS type
     FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
       AND ARRAY[t.oid, t.typelem, t.typbasetype] && ` + catalogTypeOIDs + `
     ORDER BY a.attnum LIMIT 1) oidcol ON true`
 
-// catalogTypeOIDs are the object identifier types (regproc, regprocedure,
-// regoper, regoperator, regclass, regtype, regnamespace, regrole,
-// regcollation), whose output looks each value's name up in the catalog;
-// their OIDs are fixed across versions. regconfig and regdictionary are
-// left out: a column of text search configurations beside documents is
-// the one common use of these types in application tables, and changes
-// to text search configurations are not watched anyway (README).
-const catalogTypeOIDs = `'{24,2202,2203,2204,2205,2206,4089,4096,4191}'::oid[]`
+// catalogTypeOIDs is SQL for the OIDs of cachepolicy.CatalogTypes.
+var catalogTypeOIDs = func() string {
+	var oids []string
+	for _, oid := range slices.Sorted(maps.Values(cachepolicy.CatalogTypes)) {
+		oids = append(oids, strconv.FormatUint(uint64(oid), 10))
+	}
+	return "'{" + strings.Join(oids, ",") + "}'::oid[]"
+}()
 
 var relationsSQL = `
 SELECT c.relname, n.nspname, ` + relColumns + `c.oid, ` + storageColumn + `, ` + accessColumn + `
