@@ -86,7 +86,7 @@ func TestCancelRace(t *testing.T) {
 			}
 		}()
 	}
-	waitForSleepers(t, sc, n)
+	waitForSleepers(t, sc, "", n)
 
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -117,20 +117,6 @@ func TestCancelRace(t *testing.T) {
 	if got := metricValue(t, sc, `sqlcache_cancel_requests_total{result="forwarded"}`); got != n/2 {
 		t.Errorf("forwarded cancels = %v; want %d", got, n/2)
 	}
-}
-
-// waitForSleepers waits until n backends sleep in pg_sleep, looking
-// through the proxy itself.
-func waitForSleepers(t *testing.T, sc *Sqlcache, n int) {
-	t.Helper()
-	conn := connect(t, sc.URL("postgres", "", "postgres"))
-	waitUntil(t, 10*time.Second, fmt.Sprintf("%d sessions in pg_sleep", n), func() bool {
-		var got int
-		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND wait_event = 'PgSleep'`).Scan(&got); err != nil {
-			t.Fatal(err)
-		}
-		return got >= n
-	})
 }
 
 // TestCancelUnknownKey sends a CancelRequest with a key no session has: it
@@ -174,17 +160,21 @@ func TestCancelUnknownKey(t *testing.T) {
 // for the sleep makes sure the execution itself is under way.
 func waitForActivity(t *testing.T, sc *Sqlcache, query string) {
 	t.Helper()
+	waitForSleepers(t, sc, query, 1)
+}
+
+// waitForSleepers waits until n backends sleep in pg_sleep running
+// query, or running anything if query is "", looking through the proxy
+// itself.
+func waitForSleepers(t *testing.T, sc *Sqlcache, query string, n int) {
+	t.Helper()
 	conn := connect(t, sc.URL("postgres", "", "postgres"))
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		var n int
-		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active' AND wait_event = 'PgSleep'`, query).Scan(&n); err != nil {
+	waitUntil(t, 10*time.Second, fmt.Sprintf("%d sessions in pg_sleep running %q", n, query), func() bool {
+		var got int
+		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
+			WHERE ($1 = '' OR query = $1) AND state = 'active' AND wait_event = 'PgSleep'`, query).Scan(&got); err != nil {
 			t.Fatal(err)
 		}
-		if n > 0 {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%q never became active", query)
+		return got >= n
+	})
 }
