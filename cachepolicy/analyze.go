@@ -65,6 +65,11 @@ type Analysis struct {
 
 	// Session side, in statement order.
 	Session []SessionEffect
+
+	// OpensBlock: the string is one BEGIN or START TRANSACTION that leaves
+	// the block it opens at read committed or at the session's default
+	// isolation level (no ISOLATION LEVEL REPEATABLE READ or SERIALIZABLE).
+	OpensBlock bool
 }
 
 // RelRef is a relation a query reads, as written.
@@ -122,6 +127,7 @@ func analyze(sql string, sh *Shape) *Analysis {
 	a.Writes = sortedUnique(a.Writes)
 	a.Calls = sortedUnique(a.Calls)
 	if len(stmts) == 1 {
+		a.OpensBlock = opensBlock(stmts[0].GetStmt())
 		a.RowWrites = writeRows(stmts[0].GetStmt())
 		for i := range a.RowWrites {
 			a.RowWrites[i].Token = -1

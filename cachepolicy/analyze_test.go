@@ -510,3 +510,29 @@ func BenchmarkAnalyze(b *testing.B) {
 		}
 	}
 }
+
+func TestAnalyzeOpensBlock(t *testing.T) {
+	tests := []struct {
+		sql  string
+		want bool
+	}{
+		{"BEGIN", true},
+		{"begin transaction", true},
+		{"BEGIN WORK READ ONLY", true},
+		{"START TRANSACTION READ WRITE, NOT DEFERRABLE", true},
+		{"BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY", true},
+		{"begin isolation level read uncommitted", true},
+		{"BEGIN ISOLATION LEVEL REPEATABLE READ", false},
+		{"START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE", false},
+		{"BEGIN; SELECT 1", false},
+		{"COMMIT", false},
+		{"SAVEPOINT a", false},
+		{"SET TRANSACTION ISOLATION LEVEL READ COMMITTED", false},
+		{"SELECT 1", false},
+	}
+	for _, tt := range tests {
+		if got := cachepolicy.Analyze(tt.sql).OpensBlock; got != tt.want {
+			t.Errorf("Analyze(%q).OpensBlock = %v; want %v", tt.sql, got, tt.want)
+		}
+	}
+}

@@ -70,7 +70,7 @@ func waitCacheFresh(t *testing.T, sc *Sqlcache) {
 // TestCacheHitWhileLocked proves hits by behaviour: once a read is cached,
 // it is answered while another session holds an ACCESS EXCLUSIVE lock on
 // the table, which would block any read reaching Postgres; the same read
-// inside a transaction (never cached) blocks.
+// inside a repeatable read transaction (never cached) blocks.
 func TestCacheHitWhileLocked(t *testing.T) {
 	pg, sc := startCache(t, nil)
 	pg.Exec(t, `CREATE TABLE scores (player text PRIMARY KEY, score int)`)
@@ -113,17 +113,19 @@ func TestCacheHitWhileLocked(t *testing.T) {
 			}
 		})
 	}
-	t.Run("in_transaction_blocks", func(t *testing.T) {
+	t.Run("in_repeatable_read_transaction_blocks", func(t *testing.T) {
+		// Reads in read committed blocks may hit (TestTransactionReads);
+		// a repeatable read block's statements share one snapshot.
 		conn := connect(t, sc.URL("app", "", "postgres"))
 		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 		defer cancel()
-		txn, err := conn.Begin(t.Context())
+		txn, err := conn.BeginTx(t.Context(), pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, err = txn.Exec(ctx, q)
 		if err == nil {
-			t.Fatal("a read inside a transaction was answered while the table was locked: it must reach Postgres")
+			t.Fatal("a read inside a repeatable read transaction was answered while the table was locked: it must reach Postgres")
 		}
 	})
 	if hits := metricValue(t, sc, "sqlcache_cache_hits_total"); hits < 3 {

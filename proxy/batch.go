@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"slices"
 
@@ -246,7 +247,7 @@ func (s *session) ensureRequest(fill *fillState) bool {
 	if s.cur != nil {
 		return true
 	}
-	if !s.readBackIfNeeded() || !s.reparseUnnamed() {
+	if !s.readBackIfNeeded() || !s.readDefaultsIfNeeded(s.batchOpensBlock) || !s.reparseUnnamed() {
 		return false
 	}
 	s.cur = &request{fill: fill}
@@ -312,6 +313,11 @@ func (s *session) track(typ byte, body []byte) {
 		var row *cache.Row
 		if err == nil && st != nil {
 			s.decideEffects(st.plan)
+			if s.cur.opens && (*st.plan).analysis.Candidate {
+				// A read in the batch of the BEGIN (pgjdbc's): decided
+				// here, it can leave the block answerable.
+				*st.plan = s.p.planner.decideIn(context.Background(), s.db, s.epoch, *st.plan)
+			}
 			if r, ok := s.portalRows[string(portal)]; ok && (*st.plan).writeRow != nil {
 				row = &r
 			}

@@ -108,7 +108,8 @@ func (s *session) query(msg pgwire.Message) error {
 		// A query too large to look into (or malformed) may do anything.
 		r.invalidateAll, r.mayWrite = true, true
 	}
-	if !s.readBackIfNeeded() || !s.push(r) {
+	opens := func() bool { return held != nil && (*held).analysis.OpensBlock }
+	if !s.readBackIfNeeded() || !s.readDefaultsIfNeeded(opens) || !s.push(r) {
 		if fill != nil {
 			s.p.store.Abort(fill.f)
 		}
@@ -142,6 +143,7 @@ func (s *session) decideEffects(held **plan) {
 type hitState struct {
 	why      string
 	rywAfter time.Time
+	status   pgwire.TxStatus // for the ReadyForQuery of a hit
 }
 
 // appendKeyPrefix appends what every key of this session starts with: the
@@ -151,7 +153,7 @@ type hitState struct {
 func (s *session) appendKeyPrefix(dst []byte, proto byte) ([]byte, hitState) {
 	s.mu.Lock()
 	digest := s.state.digest
-	hs := hitState{why: s.cacheableLocked(), rywAfter: s.rywAfter}
+	hs := hitState{why: s.cacheableLocked(), rywAfter: s.rywAfter, status: s.txStatus}
 	s.mu.Unlock()
 	return cachepolicy.AppendKey(dst, protoKey[proto], s.p.backendKey, digest[:]), hs
 }
@@ -173,8 +175,13 @@ func (s *session) cacheableLocked() string {
 		return "disabled"
 	case len(s.queue) > 0:
 		return "pipelined"
-	case s.txStatus != pgwire.TxIdle:
-		return "transaction"
+	}
+	if s.txStatus != pgwire.TxIdle {
+		if why := s.blockWhyLocked(); why != "" {
+			return why
+		}
+	}
+	switch {
 	case s.state.unknown:
 		return "session_state_unknown"
 	case s.state.temp:
@@ -215,7 +222,10 @@ func (s *session) lookup(held **plan, key []byte, hs hitState, prefix []byte, pa
 			if waited {
 				m.stampedeWaits.Inc()
 			}
-			s.answer(prefix, v)
+			if hs.status == pgwire.TxActive {
+				m.hitsInBlock.Inc()
+			}
+			s.answer(prefix, v, hs.status)
 			return true, nil
 		}
 		if !store.Admit(key) {
@@ -310,17 +320,25 @@ func (s *session) streamFresh(fresh, after time.Time) string {
 // the same key before asking the backend itself.
 const fillWaitLimit = 10 * time.Second
 
-var readyIdle = pgwire.AppendReadyForQuery(nil, pgwire.TxIdle)
+var (
+	readyIdle    = pgwire.AppendReadyForQuery(nil, pgwire.TxIdle)
+	readyInBlock = pgwire.AppendReadyForQuery(nil, pgwire.TxActive)
+)
 
-// answer writes a cached answer. A write error is not returned: the answer
-// counts as given (relaying the request too would answer it twice), and
-// the next read from the client ends the session.
-func (s *session) answer(prefix, value []byte) {
+// answer writes a cached answer, ending with the ReadyForQuery of status
+// st. A write error is not returned: the answer counts as given (relaying
+// the request too would answer it twice), and the next read from the
+// client ends the session.
+func (s *session) answer(prefix, value []byte, st pgwire.TxStatus) {
+	ready := readyIdle
+	if st == pgwire.TxActive {
+		ready = readyInBlock
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.cw.Write(prefix)
 	s.cw.Write(value)
-	s.cw.Write(readyIdle)
-	s.nToClient += len(prefix) + len(value) + len(readyIdle)
+	s.cw.Write(ready)
+	s.nToClient += len(prefix) + len(value) + len(ready)
 	s.cw.Flush()
 }

@@ -114,11 +114,16 @@ func (s *session) drop(all bool, tables []string, rows []cache.Row) {
 // st, before the client sees that ReadyForQuery. Backend loop only.
 func (s *session) complete(r *request, st pgwire.TxStatus) {
 	s.invalidate(r, true, false, st == pgwire.TxIdle)
+	s.trackBlock(r, st)
 	if r == nil {
 		return
 	}
 	if r.readBack != nil {
 		s.finishReadBack(r, st)
+		return
+	}
+	if r.txDefaults != nil {
+		s.finishTxDefaults(r, st)
 		return
 	}
 	s.mu.Lock()
@@ -162,7 +167,7 @@ func (s *session) finishFill(r *request, st pgwire.TxStatus) {
 	f := r.fill
 	defer f.release() // after Commit, which copies the answer
 	m := s.p.metrics
-	if f.aborted || !f.started || r.failed || st != pgwire.TxIdle {
+	if f.aborted || !f.started || r.failed || !s.fillable(st) {
 		s.p.store.Abort(f.f)
 		m.bypasses.WithLabelValues("uncacheable_answer").Inc()
 		return

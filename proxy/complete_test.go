@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bytes"
+	"net"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -26,8 +28,17 @@ func TestCommitDropsBeforeItsCommandComplete(t *testing.T) {
 		if _, err := client.Write(encode(t, &pgproto3.Query{String: sql})); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := br.Next(); err != nil {
+		msg, err := br.Next()
+		if err != nil {
 			t.Fatal(err)
+		}
+		if bytes.Equal(msg.Raw, txDefaultsMsg) {
+			// Before a BEGIN, sqlcache's own read of the session's
+			// transaction defaults.
+			answerTxDefaults(t, backend, "read committed", "0")
+			if _, err := br.Next(); err != nil {
+				t.Fatal(err)
+			}
 		}
 		out := encode1(t, &pgproto3.CommandComplete{CommandTag: []byte(tag)})
 		if st != 0 {
@@ -80,4 +91,20 @@ func encode1(tb testing.TB, m pgproto3.BackendMessage) []byte {
 		tb.Fatal(err)
 	}
 	return out
+}
+
+// answerTxDefaults answers sqlcache's read of the session's transaction
+// defaults (txDefaultsSQL) as a backend would.
+func answerTxDefaults(tb testing.TB, backend net.Conn, isolation, idleTimeout string) {
+	tb.Helper()
+	out := encode1(tb, &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
+		{Name: []byte("current_setting"), DataTypeOID: 25, DataTypeSize: -1},
+		{Name: []byte("current_setting"), DataTypeOID: 25, DataTypeSize: -1},
+	}})
+	out = append(out, encode1(tb, &pgproto3.DataRow{Values: [][]byte{[]byte(isolation), []byte(idleTimeout)}})...)
+	out = append(out, encode1(tb, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})...)
+	out = pgwire.AppendReadyForQuery(out, pgwire.TxIdle)
+	if _, err := backend.Write(out); err != nil {
+		tb.Fatal(err)
+	}
 }

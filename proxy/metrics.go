@@ -27,6 +27,8 @@ type metrics struct {
 	relayLatency    prometheus.Histogram
 
 	hits               prometheus.Counter
+	hitsInBlock        prometheus.Counter
+	txDefaultsReads    *prometheus.CounterVec // by result
 	misses             prometheus.Counter
 	bypasses           *prometheus.CounterVec // by reason
 	stampedeWaits      prometheus.Counter
@@ -81,6 +83,14 @@ func newMetrics() *metrics {
 		Name: "sqlcache_cache_hits_total",
 		Help: "Requests answered from the cache.",
 	})
+	m.hitsInBlock = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sqlcache_cache_hits_in_transaction_total",
+		Help: "Requests answered from the cache inside a read committed transaction block that had run only cacheable reads (also counted in sqlcache_cache_hits_total).",
+	})
+	m.txDefaultsReads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sqlcache_session_transaction_defaults_read_total",
+		Help: "Reads of a session's default_transaction_isolation and idle_in_transaction_session_timeout before a BEGIN, by result: ok, failed.",
+	}, []string{"result"})
 	m.misses = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "sqlcache_cache_misses_total",
 		Help: "Cacheable requests not in the cache, relayed and filled.",
@@ -127,7 +137,8 @@ func newMetrics() *metrics {
 		Help: "Read-backs of a session's settings after it changed them in a way sqlcache could not follow (set_config, a function, SET in a transaction), by result: ok, failed.",
 	}, []string{"result"})
 	m.reg.MustRegister(m.hits, m.misses, m.bypasses, m.stampedeWaits, m.ownWriteWaits, m.invalidations,
-		m.invalidationEvents, m.evictions, m.fillLatency, m.fillsDropped, m.accessChecks, m.readBacks)
+		m.invalidationEvents, m.evictions, m.fillLatency, m.fillsDropped, m.accessChecks, m.readBacks,
+		m.hitsInBlock, m.txDefaultsReads)
 	m.bytesToBackend = m.bytes.WithLabelValues("to_backend")
 	m.bytesToClient = m.bytes.WithLabelValues("to_client")
 	m.querySimple = m.queries.WithLabelValues("simple")

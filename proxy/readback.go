@@ -91,14 +91,23 @@ func (s *session) readBackIfNeeded() bool {
 	if !due {
 		return true
 	}
-	if !s.push(&request{swallow: true, readBack: &readBack{gen: s.changes.Load()}}) {
+	return s.sendOwnQuery(&request{swallow: true, readBack: &readBack{gen: s.changes.Load()}}, readBackMsg)
+}
+
+// sendOwnQuery queues r, a request of sqlcache's own, and writes its
+// Query message msg. It returns false if the session closed instead
+// (draining). A simple Query destroys the unnamed prepared statement, so
+// it is parsed again before a batch that uses it (reparseUnnamed). Client
+// loop only.
+func (s *session) sendOwnQuery(r *request, msg []byte) bool {
+	if !s.push(r) {
 		return false
 	}
 	if st := s.stmts[""]; st != nil {
 		st.onBackend = false
 	}
 	// A write error surfaces at the next flush.
-	s.bw.Write(readBackMsg)
+	s.bw.Write(msg)
 	return true
 }
 

@@ -21,6 +21,9 @@ type request struct {
 	// readBack: a swallowed read-back of the session's settings
 	// (readBackSQL), collecting its rows. Backend loop only.
 	readBack *readBack
+	// txDefaults: a swallowed read of the session's transaction
+	// defaults (txDefaultsSQL). Backend loop only.
+	txDefaults *txDefaultsRead
 	// inTx: the session was in a transaction block when this was sent.
 	inTx bool
 
@@ -36,6 +39,12 @@ type request struct {
 	// reads the cache only once the change stream has caught up with it.
 	mayWrite bool
 	effects  []cachepolicy.SessionEffect // (mu) session changes, applied at ReadyForQuery
+	// For the open transaction block (trackBlock): opens, (mu) its first
+	// statement is a BEGIN that Analysis.OpensBlock accepts; dirty, (mu)
+	// it ran a statement other than that BEGIN and reads the cache
+	// answers; ran, (mu) how many statements it ran.
+	opens, dirty bool
+	ran          int
 
 	fill *fillState // capturing the answer for the cache, or nil
 
@@ -65,6 +74,13 @@ func (r *request) classify(p *plan, row *cache.Row, bound []cachepolicy.SessionE
 		session = bound
 	}
 	r.effects = appendEffects(r.effects, session)
+	switch {
+	case r.ran == 0 && a.OpensBlock:
+		r.opens = true
+	case !(a.Candidate && p.decided && p.decision.Cacheable):
+		r.dirty = true
+	}
+	r.ran++
 	if p.setsSettings != "" {
 		r.effects = append(r.effects, cachepolicy.SessionEffect{Kind: cachepolicy.Unknown, Value: "ran " + p.setsSettings + ", which may change settings"})
 	}

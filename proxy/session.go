@@ -72,8 +72,12 @@ type session struct {
 	// everything committed before this time (effects of triggers and
 	// cascades included).
 	rywAfter time.Time
-	draining bool // close as soon as idle
-	closed   bool // connections are being closed on purpose
+	// block: what is known of the open transaction block, for answering
+	// its reads; txDefaults: how the session's next BEGIN runs (block.go).
+	block      blockState
+	txDefaults txDefaults
+	draining   bool // close as soon as idle
+	closed     bool // connections are being closed on purpose
 	// terminated: the client sent Terminate, which was relayed
 	terminated bool
 
@@ -327,6 +331,9 @@ func (s *session) backendLoop() error {
 		}
 		if r != nil && r.readBack != nil && msg.Type == pgwire.MsgDataRow {
 			r.readBack.row(msg)
+		}
+		if r != nil && r.txDefaults != nil && msg.Type == pgwire.MsgDataRow {
+			r.txDefaults.row(msg)
 		}
 		if r != nil && r.swallow && msg.Type != pgwire.MsgNotification && msg.Type != pgwire.MsgParameterStatus {
 			continue

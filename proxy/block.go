@@ -1,0 +1,248 @@
+package proxy
+
+import (
+	"bytes"
+	"strconv"
+	"time"
+
+	"github.com/sqlcache/sqlcache/cachepolicy"
+	"github.com/sqlcache/sqlcache/wire/pgwire"
+)
+
+// Reads inside a transaction block.
+//
+// A block opened by a BEGIN that leaves it at read committed
+// (Analysis.OpensBlock, at a default isolation read back as read
+// committed) takes a new snapshot for each statement: as long as it has
+// run nothing but reads the cache would answer, it has written nothing,
+// set nothing and locked nothing of its own, and each of its reads gets
+// what the same read would get outside the block. Such a block is
+// answered from the cache like a session outside one (with ReadyForQuery
+// 'T'), and fills it. Any other statement in it (a write, SET LOCAL,
+// set_config, SAVEPOINT, LOCK, SELECT … FOR UPDATE, a read that is not
+// cacheable, anything sqlcache does not parse) makes the rest of the block
+// relayed, since its own changes must be seen; REPEATABLE READ and
+// SERIALIZABLE blocks, whose statements share one snapshot, are relayed
+// whole.
+//
+// What the BEGIN alone does not say, the session's
+// default_transaction_isolation and idle_in_transaction_session_timeout,
+// is read (txDefaultsSQL) just before the first such BEGIN, outside the
+// block, and again after the session's settings or the database's catalog
+// (which includes role, database and server defaults: accessSharedSQL)
+// changed. A hit does not reach the backend, which meanwhile counts the
+// block as idle: hits stop at half the idle timeout since the backend was
+// last busy, and the next read, relayed, restarts its count.
+
+// txDefaultsSQL reads what decides how the session's next BEGIN runs. It
+// names only pg_catalog functions, qualified, and reads no table.
+const txDefaultsSQL = `SELECT pg_catalog.current_setting('default_transaction_isolation'), pg_catalog.current_setting('idle_in_transaction_session_timeout')`
+
+var txDefaultsMsg = pgwire.AppendQuery(nil, txDefaultsSQL)
+
+// txDefaults is what txDefaultsSQL read.
+type txDefaults struct {
+	known       bool
+	readComm    bool          // default_transaction_isolation is read committed (or uncommitted)
+	idleTimeout time.Duration // 0: none
+	// The session's settings digest and the database's catalog changes
+	// when it was read: it stands while both are unchanged.
+	digest  [cachepolicy.DigestSize]byte
+	changes uint64
+}
+
+// txDefaultsRead collects the answer of a txDefaultsSQL request.
+type txDefaultsRead struct {
+	got      bool
+	bad      bool
+	defaults txDefaults
+}
+
+// row records the DataRow of txDefaultsSQL's answer.
+func (d *txDefaultsRead) row(msg pgwire.Message) {
+	v, err := pgwire.DataRowValues(msg.Body)
+	if msg.Streamed() || err != nil || len(v) != 2 || v[0] == nil || v[1] == nil || d.got {
+		d.bad = true
+		return
+	}
+	timeout, ok := parseMillis(v[1])
+	if !ok {
+		d.bad = true
+		return
+	}
+	iso := string(v[0])
+	d.got = true
+	d.defaults.readComm = iso == "read committed" || iso == "read uncommitted"
+	d.defaults.idleTimeout = timeout
+}
+
+// parseMillis reads a time setting as current_setting shows it: an
+// integer with a unit (ms, s, min, h, d), or none for milliseconds.
+func parseMillis(v []byte) (time.Duration, bool) {
+	i := bytes.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' })
+	num := v
+	unit := time.Millisecond
+	if i >= 0 {
+		num = v[:i]
+		switch string(v[i:]) {
+		case "ms":
+		case "s":
+			unit = time.Second
+		case "min":
+			unit = time.Minute
+		case "h":
+			unit = time.Hour
+		case "d":
+			unit = 24 * time.Hour
+		default:
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(string(num), 10, 64)
+	if err != nil || n < 0 || n > int64(365*24*time.Hour/unit) {
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
+}
+
+// blockState is what sqlcache knows of the session's open transaction
+// block. Written by the backend loop under s.mu.
+type blockState struct {
+	// answerable: opened by a BEGIN that left it at read committed, with
+	// the session's defaults known, and it has run nothing but reads the
+	// cache would answer since.
+	answerable  bool
+	idleTimeout time.Duration
+	changes     uint64    // the database's catalog changes when it opened
+	lastReady   time.Time // the backend's last ReadyForQuery in it
+}
+
+// blockWhyLocked returns why the open block's reads may not use the cache,
+// or "". s.mu must be held.
+func (s *session) blockWhyLocked() string {
+	b := &s.block
+	switch {
+	case s.txStatus != pgwire.TxActive || !b.answerable || s.changes.Load() != b.changes:
+		return "transaction"
+	case b.idleTimeout > 0 && time.Since(b.lastReady) >= b.idleTimeout/2:
+		// The backend's idle timer must be restarted by a relayed read.
+		return "transaction_idle_timeout"
+	}
+	return ""
+}
+
+// defaultsKnownLocked reports whether the session's transaction defaults
+// are known and still stand. s.mu must be held.
+func (s *session) defaultsKnownLocked() bool {
+	d := &s.txDefaults
+	return d.known && d.digest == s.state.digest && !s.state.unknown && d.changes == s.changes.Load()
+}
+
+// readDefaultsIfNeeded queues a read of the session's transaction defaults
+// ahead of a request that opens a block (opens reports whether it does), when they are not known
+// and nothing is in flight, so that it runs outside any block: if it fails
+// nothing of the client's is affected, and the block is relayed. Client
+// loop only; callers then write their own request.
+func (s *session) readDefaultsIfNeeded(opens func() bool) bool {
+	if !s.p.cacheEnabled {
+		return true
+	}
+	s.mu.Lock()
+	due := len(s.queue) == 0 && s.txStatus == pgwire.TxIdle && !s.defaultsKnownLocked()
+	s.mu.Unlock()
+	if !due || !opens() {
+		return true
+	}
+	return s.sendOwnQuery(&request{swallow: true, txDefaults: &txDefaultsRead{}}, txDefaultsMsg)
+}
+
+// batchOpensBlock reports whether the batch held starts with running a
+// BEGIN that Analysis.OpensBlock accepts (pgjdbc sends its BEGIN in the
+// batch of the block's first statement), as far as its first message
+// says: the BEGIN's Parse, or the Bind of a statement parsed before.
+func (s *session) batchOpensBlock() bool {
+	b := &s.batch
+	if len(b.msgs) == 0 {
+		return false
+	}
+	switch b.msgs[0].typ {
+	case pgwire.MsgParse:
+		p, err := pgwire.ParseParse(b.body(0))
+		return err == nil && (*s.sqlPlan(p.Query)).analysis.OpensBlock
+	case pgwire.MsgBind:
+		bind, err := pgwire.ParseBind(b.body(0))
+		if err != nil {
+			return false
+		}
+		st := s.stmts[string(bind.Statement)]
+		return st != nil && (*st.plan).analysis.OpensBlock
+	}
+	return false
+}
+
+// finishTxDefaults records what a txDefaultsSQL request r read, at its
+// ReadyForQuery with status st. Backend loop only.
+func (s *session) finishTxDefaults(r *request, st pgwire.TxStatus) {
+	d := r.txDefaults
+	ok := !r.failed && !d.bad && d.got && st == pgwire.TxIdle
+	s.mu.Lock()
+	if ok {
+		d.defaults.known = true
+		d.defaults.digest = s.state.digest
+		d.defaults.changes = s.changes.Load()
+		s.txDefaults = d.defaults
+	}
+	s.mu.Unlock()
+	result := "ok"
+	if !ok {
+		result = "failed"
+		s.log.Debug("could not read the session's transaction defaults; its transaction blocks are relayed", "failed", r.failed, "malformed", d.bad || !d.got)
+	}
+	s.p.metrics.txDefaultsReads.WithLabelValues(result).Inc()
+}
+
+// trackBlock follows the open transaction block through request r, which
+// ended with status st: whether the block may still be answered from the
+// cache. It runs at each ReadyForQuery, before pop records st. Backend
+// loop only.
+func (s *session) trackBlock(r *request, st pgwire.TxStatus) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := &s.block
+	if st != pgwire.TxActive {
+		*b = blockState{}
+		return
+	}
+	b.lastReady = time.Now()
+	if r != nil && r.swallow {
+		// sqlcache's own: a Parse again of the unnamed statement.
+		return
+	}
+	if r == nil || r.dirty || r.invalidateAll || r.unparsed || r.failed {
+		b.answerable = false
+		return
+	}
+	if s.txStatus == pgwire.TxIdle {
+		// r opened the block.
+		d := s.txDefaults
+		b.answerable = r.opens && s.defaultsKnownLocked() && d.readComm
+		b.idleTimeout, b.changes = d.idleTimeout, s.changes.Load()
+		return
+	}
+	if r.opens {
+		// BEGIN inside a block only warns; it was not what opened it.
+		b.answerable = false
+	}
+}
+
+// fillable reports whether an answer that ended with status st may be
+// stored: outside a block, or in a block still answerable after it
+// (trackBlock ran for it). Backend loop only.
+func (s *session) fillable(st pgwire.TxStatus) bool {
+	if st == pgwire.TxIdle {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return st == pgwire.TxActive && s.block.answerable && s.changes.Load() == s.block.changes
+}
