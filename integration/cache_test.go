@@ -730,3 +730,39 @@ func TestCatalogReadersNotCached(t *testing.T) {
 		t.Errorf("to_char of a timestamptz: %v hits of 3 reads; want 2", got-hits)
 	}
 }
+
+// TestLargeBindInvalidates: a write whose Bind is too large for sqlcache to
+// hold (over 256 KiB, relayed as it streams) still drops what it may
+// change, though sqlcache cannot read which statement the Bind runs. With
+// the change stream off, only the wire can invalidate.
+func TestLargeBindInvalidates(t *testing.T) {
+	pg, sc := startCache(t, map[string]any{"invalidation": map[string]any{"postgres": map[string]any{"mode": "none"}}})
+	pg.Exec(t, `CREATE TABLE docs (id int PRIMARY KEY, body text)`)
+	pg.Exec(t, `INSERT INTO docs VALUES (1, 'small')`)
+	conn := connect(t, sc.URL("postgres", "", "postgres"))
+	ctx := t.Context()
+	const read = `SELECT length(body) FROM docs WHERE id = $1`
+	length := func() int {
+		t.Helper()
+		var n int
+		if err := conn.QueryRow(ctx, read, 1).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	length()
+	hits := metricValue(t, sc, "sqlcache_cache_hits_total")
+	if n := length(); n != 5 {
+		t.Fatalf("length = %d; want 5", n)
+	}
+	if metricValue(t, sc, "sqlcache_cache_hits_total") == hits {
+		t.Fatal("the read was not cached; the test proves nothing")
+	}
+	big := strings.Repeat("x", 300<<10)
+	if _, err := conn.Exec(ctx, `UPDATE docs SET body = $2 WHERE id = $1`, 1, big); err != nil {
+		t.Fatal(err)
+	}
+	if n := length(); n != len(big) {
+		t.Errorf("after an UPDATE with a %d-byte parameter the session read length %d; want %d", len(big), n, len(big))
+	}
+}

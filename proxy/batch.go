@@ -449,6 +449,14 @@ func (s *session) trackUnknown(typ byte) {
 		// later Execute of any is treated as unknown.
 		clear(s.stmts)
 		clear(s.portals)
+	case pgwire.MsgBind:
+		// Which portal it bound, and to which statement, is unknown (a
+		// write with a large parameter): forget the portals, so that an
+		// Execute of any is treated as unknown rather than as what the
+		// portal ran before.
+		clear(s.portals)
+		clear(s.portalRows)
+		clear(s.portalEffects)
 	case pgwire.MsgExecute:
 		s.mu.Lock()
 		s.cur.invalidateAll = true
