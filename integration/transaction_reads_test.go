@@ -3,6 +3,9 @@ package integration
 import (
 	"context"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -286,6 +289,26 @@ func TestTransactionReads(t *testing.T) {
 		}
 		if metricValue(t, sc, "sqlcache_cache_hits_total") == hits {
 			t.Errorf("a read first made inside a block was not a hit outside it:\n%s", cacheMetrics(t, sc))
+		}
+	})
+
+	t.Run("psql script", func(t *testing.T) {
+		psql := LookBinary(t, "psql", "postgresql-client")
+		script := "BEGIN READ ONLY;\n" + strings.Repeat("SELECT body FROM notes WHERE id = 1;\n", 3) + "COMMIT;\n"
+		file := filepath.Join(t.TempDir(), "read.sql")
+		if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		before := metricValue(t, sc, "sqlcache_cache_hits_in_transaction_total")
+		out, err := exec.Command(psql, url, "-X", "-v", "ON_ERROR_STOP=1", "-At", "-f", file).CombinedOutput()
+		if err != nil {
+			t.Fatalf("psql: %v\n%s", err, out)
+		}
+		if got, want := strings.TrimSpace(string(out)), "BEGIN\nfirst\nfirst\nfirst\nCOMMIT"; got != want {
+			t.Errorf("psql printed %q; want %q", got, want)
+		}
+		if hits := metricValue(t, sc, "sqlcache_cache_hits_in_transaction_total") - before; hits < 2 {
+			t.Errorf("%v of psql's reads in its block were hits; want at least 2 of 3", hits)
 		}
 	})
 
