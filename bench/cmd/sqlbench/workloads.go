@@ -25,9 +25,10 @@ const (
 	wTPCB         = "tpcb"
 	wMixed        = "mixed"
 	wMixedSimple  = "mixed-simple"
+	wReadOnlyTx   = "readonly-tx"
 )
 
-var allWorkloads = []string{wHotPrepared, wFullPrepared, wHotSimple, wFullSimple, wExpensive, wTPCB, wMixed, wMixedSimple}
+var allWorkloads = []string{wHotPrepared, wFullPrepared, wHotSimple, wFullSimple, wExpensive, wTPCB, wMixed, wMixedSimple, wReadOnlyTx}
 
 // workloadsFor returns the named workloads with their scripts under dir.
 func workloadsFor(names []string, dir string) ([]workload, error) {
@@ -53,6 +54,10 @@ func workloadsFor(names []string, dir string) ([]workload, error) {
 		wMixedSimple: {title: "5b. Mixed, as 5a, -M simple",
 			args: []string{"-M", "simple", "-f", script("hot-select.sql") + "@91",
 				"-f", script("dashboard-one.sql") + "@4", "-f", script("hot-update.sql") + "@5"}, writes: true},
+		// Not one of the benchmark issue's workloads: what reads inside
+		// transactions gain.
+		wReadOnlyTx: {title: "6. Read-only transactions: BEGIN READ ONLY, 3 hot-set point reads, COMMIT, -M prepared",
+			args: []string{"-M", "prepared", "-f", script("hot-readonly-tx.sql")}},
 	}
 	var ws []workload
 	for _, n := range names {
