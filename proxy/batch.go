@@ -247,40 +247,59 @@ func (s *session) ensureRequest(fill *fillState) bool {
 	if s.cur != nil {
 		return true
 	}
-	if !s.readBackIfNeeded() || !s.readDefaultsIfNeeded(s.batchOpensBlock) || !s.reparseUnnamed() {
+	if !s.readBackIfNeeded() || !s.readDefaultsIfNeeded(s.batchOpensBlock) {
 		return false
 	}
-	s.cur = &request{fill: fill}
+	reparse := s.unnamedToReparse()
+	s.cur = &request{fill: fill, reparsed: reparse != nil}
 	if !s.push(s.cur) {
 		if fill != nil {
 			s.p.store.Abort(fill.f)
 		}
 		return false
 	}
+	if reparse != nil {
+		// Part of the batch, not a request of its own: if it fails (the
+		// table was dropped since the hit, which took no lock), the
+		// client's batch gets that error, and a transaction block it is
+		// in is not aborted behind its back. A write error surfaces at
+		// the next flush.
+		s.bw.Write(pgwire.AppendParse(nil, nil, reparse.sqlb, reparse.oids))
+		reparse.onBackend = true
+	}
 	return true
 }
 
-// reparseUnnamed parses on the backend an unnamed statement whose Parse
-// was answered from the cache, as a request of its own whose reply the
-// client does not see, unless the batch about to go out parses its own.
-func (s *session) reparseUnnamed() bool {
+// unnamedToReparse returns the unnamed statement if its Parse was
+// answered from the cache, so that the backend does not have it, and the
+// batch about to go out may use it (Bind or Describe of statement "")
+// before parsing its own; else nil. A batch that goes out before its Sync
+// (after a Flush, or with a message too large to hold) may use it later.
+func (s *session) unnamedToReparse() *stmtInfo {
 	st := s.stmts[""]
 	if st == nil || st.onBackend {
-		return true
+		return nil
 	}
-	st.onBackend = true
 	b := &s.batch
-	if len(b.msgs) > 0 && b.msgs[0].typ == pgwire.MsgParse && bytes.HasPrefix(b.body(0), []byte{0}) {
-		return true
+	for i := range b.msgs {
+		switch b.msgs[i].typ {
+		case pgwire.MsgParse:
+			if bytes.HasPrefix(b.body(i), []byte{0}) {
+				return nil
+			}
+		case pgwire.MsgBind:
+			if bind, err := pgwire.ParseBind(b.body(i)); err != nil || len(bind.Statement) == 0 {
+				return st
+			}
+		case pgwire.MsgDescribe:
+			if kind, name, err := pgwire.ParseTarget(b.body(i)); err != nil || kind == 'S' && len(name) == 0 {
+				return st
+			}
+		case pgwire.MsgSync:
+			return nil
+		}
 	}
-	if !s.push(&request{swallow: true}) {
-		return false
-	}
-	msg := pgwire.AppendParse(nil, nil, st.sqlb, st.oids)
-	msg = pgwire.AppendSync(msg)
-	// A write error surfaces at the next flush.
-	s.bw.Write(msg)
-	return true
+	return st
 }
 
 // track follows the statement and portal lifecycle and classifies what

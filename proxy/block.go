@@ -118,7 +118,10 @@ type blockState struct {
 }
 
 // blockWhyLocked returns why the open block's reads may not use the cache,
-// or "". s.mu must be held.
+// or "": "transaction" for a block that is not answerable (opened
+// otherwise, at another isolation level, or no longer clean, or the
+// catalog changed since it opened), "transaction_idle_timeout" when the
+// backend must hear from the block. s.mu must be held.
 func (s *session) blockWhyLocked() string {
 	b := &s.block
 	switch {
@@ -148,7 +151,8 @@ func (s *session) readDefaultsIfNeeded(opens func() bool) bool {
 		return true
 	}
 	s.mu.Lock()
-	due := len(s.queue) == 0 && s.txStatus == pgwire.TxIdle && !s.defaultsKnownLocked()
+	// With settings unknown no block is answered, whatever the defaults.
+	due := len(s.queue) == 0 && s.txStatus == pgwire.TxIdle && !s.state.unknown && !s.defaultsKnownLocked()
 	s.mu.Unlock()
 	if !due || !opens() {
 		return true
@@ -215,7 +219,8 @@ func (s *session) trackBlock(r *request, st pgwire.TxStatus) {
 	}
 	b.lastReady = time.Now()
 	if r != nil && r.swallow {
-		// sqlcache's own: a Parse again of the unnamed statement.
+		// sqlcache's own requests (read-backs, reads of the defaults)
+		// are sent only outside blocks, and read nothing of the client's.
 		return
 	}
 	if r == nil || r.dirty || r.invalidateAll || r.unparsed || r.failed {
@@ -245,4 +250,11 @@ func (s *session) fillable(st pgwire.TxStatus) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return st == pgwire.TxActive && s.block.answerable && s.changes.Load() == s.block.changes
+}
+
+// blockWhy is blockWhyLocked for a session in a block, taking s.mu.
+func (s *session) blockWhy() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.blockWhyLocked()
 }

@@ -1,8 +1,14 @@
 package proxy
 
 import (
+	"bytes"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/sqlcache/sqlcache/cachepolicy"
+	"github.com/sqlcache/sqlcache/wire/pgwire"
 )
 
 func TestParseMillis(t *testing.T) {
@@ -31,5 +37,131 @@ func TestParseMillis(t *testing.T) {
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("parseMillis(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
 		}
+	}
+}
+
+// TestReparseInBatch: after a hit on Parse "" inside a transaction block,
+// the backend lacks the unnamed statement. A later batch that does not use
+// it goes out as sent; one that does gets the Parse ahead of it, in the
+// same batch, so that if it fails (the table was dropped since the hit,
+// which took no lock) the client sees that error, rather than sqlcache
+// swallowing it and leaving the block aborted behind the client's back.
+func TestReparseInBatch(t *testing.T) {
+	p := testProxy(t)
+	pl := newPlan(hitSQL, cachepolicy.Analyze(hitSQL))
+	pl.decided = true
+	pl.decision = cachepolicy.Decision{Cacheable: true, Tables: []string{"t"}, Rule: -1}
+	p.planner.plans.Add(planKey{"db", hitSQL}, pl)
+	client, backend := startSession(t, p)
+	br, cr := pgwire.NewReader(backend, 0), pgwire.NewReader(client, 0)
+
+	// fromClient returns the types of the messages the client reads up to
+	// its ReadyForQuery, and that ReadyForQuery's status.
+	fromClient := func() string {
+		t.Helper()
+		var types []byte
+		for {
+			client.SetReadDeadline(time.Now().Add(2 * time.Second))
+			msg, err := cr.Next()
+			if err != nil {
+				t.Fatalf("client read: %v (after %q)", err, types)
+			}
+			types = append(types, msg.Type)
+			if msg.Type == 'Z' {
+				return string(append(types, msg.Body[0]))
+			}
+		}
+	}
+	// toBackend returns the types of the messages the backend reads up
+	// to a Sync or Query.
+	toBackend := func() string {
+		t.Helper()
+		var types []byte
+		for {
+			backend.SetReadDeadline(time.Now().Add(2 * time.Second))
+			msg, err := br.Next()
+			if err != nil {
+				t.Fatalf("backend read: %v (after %q)", err, types)
+			}
+			types = append(types, msg.Type)
+			if msg.Type == 'S' || msg.Type == 'Q' {
+				return string(types)
+			}
+		}
+	}
+	reply := func(st pgwire.TxStatus, msgs ...pgproto3.BackendMessage) {
+		t.Helper()
+		var out []byte
+		for _, m := range msgs {
+			out = append(out, encode1(t, m)...)
+		}
+		if _, err := backend.Write(pgwire.AppendReadyForQuery(out, st)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	row := []pgproto3.BackendMessage{&pgproto3.DataRow{Values: [][]byte{[]byte("42")}}, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}}
+
+	client.Write(encode(t, &pgproto3.Query{String: "BEGIN"}))
+	if got := toBackend(); got != "Q" {
+		t.Fatalf("backend read %q; want sqlcache's read of the defaults", got)
+	}
+	answerTxDefaults(t, backend, "read committed", "0")
+	toBackend()
+	reply(pgwire.TxActive, &pgproto3.CommandComplete{CommandTag: []byte("BEGIN")})
+	fromClient()
+
+	read := encode(t, &pgproto3.Parse{Query: hitSQL}, &pgproto3.Bind{Parameters: [][]byte{[]byte("1")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	client.Write(read)
+	toBackend()
+	reply(pgwire.TxActive, append([]pgproto3.BackendMessage{&pgproto3.ParseComplete{}, &pgproto3.BindComplete{}}, row...)...)
+	fromClient()
+	client.Write(read)
+	if got := fromClient(); got != "12DCZT" {
+		t.Fatalf("the repeated read in the block: client read %q; want a hit, 12DCZT", got)
+	}
+
+	// A batch that does not use the unnamed statement.
+	client.Write(encode(t, &pgproto3.Parse{Name: "s1", Query: "SHOW work_mem"}, &pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Execute{}, &pgproto3.Sync{}))
+	if got := toBackend(); got != "PBES" {
+		t.Errorf("a batch that does not use the unnamed statement reached the backend as %q; want PBES, as sent", got)
+	}
+	reply(pgwire.TxActive, &pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, &pgproto3.DataRow{Values: [][]byte{[]byte("4MB")}}, &pgproto3.CommandComplete{CommandTag: []byte("SHOW")})
+	if got := fromClient(); got != "12DCZT" {
+		t.Errorf("client read %q; want 12DCZT", got)
+	}
+
+	// One that binds it: the Parse goes first, in the same batch.
+	bindUnnamed := encode(t, &pgproto3.Bind{Parameters: [][]byte{[]byte("2")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	client.Write(bindUnnamed)
+	if got := toBackend(); got != "PBES" {
+		t.Fatalf("a Bind of the unnamed statement reached the backend as %q; want PBES (the Parse in its batch)", got)
+	}
+	reply(pgwire.TxFailed, &pgproto3.ErrorResponse{Severity: "ERROR", Code: "42P01", Message: `relation "t" does not exist`})
+	client.SetReadDeadline(time.Now().Add(2 * time.Second))
+	msg, err := cr.Next()
+	if err != nil || msg.Type != 'E' || !bytes.Contains(msg.Body, []byte("42P01")) {
+		t.Fatalf("client read %q %q, %v; want the Parse's ErrorResponse", msg.Type, msg.Body, err)
+	}
+	if got := fromClient(); got != "ZE" {
+		t.Errorf("after the error the client read %q; want ZE", got)
+	}
+	client.Write(encode(t, &pgproto3.Query{String: "ROLLBACK"}))
+	toBackend()
+	reply(pgwire.TxIdle, &pgproto3.CommandComplete{CommandTag: []byte("ROLLBACK")})
+	fromClient()
+
+	// Outside a block, likewise; on success the client does not see the
+	// Parse's ParseComplete.
+	client.Write(read)
+	if got := fromClient(); got != "12DCZI" {
+		t.Fatalf("the read outside the block: client read %q; want a hit, 12DCZI", got)
+	}
+	client.Write(bindUnnamed)
+	if got := toBackend(); got != "PBES" {
+		t.Fatalf("a Bind of the unnamed statement reached the backend as %q; want PBES", got)
+	}
+	reply(pgwire.TxIdle, append([]pgproto3.BackendMessage{&pgproto3.ParseComplete{}, &pgproto3.BindComplete{}}, row...)...)
+	if got := fromClient(); got != "2DCZI" {
+		t.Errorf("client read %q; want 2DCZI, without sqlcache's ParseComplete", got)
 	}
 }

@@ -218,6 +218,15 @@ func (s *session) lookup(held **plan, key []byte, hs hitState, prefix []byte, pa
 	store := s.p.store
 	for waited := false; ; waited = true {
 		if v := store.Get(key); v != nil {
+			if hs.status == pgwire.TxActive {
+				// Waits since hs was read (the catalog, the change
+				// stream, another session's fill) may have taken the
+				// block past half its idle timeout.
+				if why := s.blockWhy(); why != "" {
+					m.bypasses.WithLabelValues(why).Inc()
+					return false, nil
+				}
+			}
 			m.hits.Inc()
 			if waited {
 				m.stampedeWaits.Inc()

@@ -76,7 +76,7 @@ func (rb *readBack) row(msg pgwire.Message) {
 // attempt and nothing is in flight: the backend then answers it first,
 // and the session uses the cache again from the request after. The reply
 // is swallowed. A simple Query destroys the unnamed prepared statement,
-// so it is parsed again before a batch that uses it (reparseUnnamed).
+// so it is parsed again before a batch that uses it (unnamedToReparse).
 // Client loop only; callers then write their own request.
 func (s *session) readBackIfNeeded() bool {
 	if !s.p.cacheEnabled {
@@ -97,7 +97,7 @@ func (s *session) readBackIfNeeded() bool {
 // sendOwnQuery queues r, a request of sqlcache's own, and writes its
 // Query message msg. It returns false if the session closed instead
 // (draining). A simple Query destroys the unnamed prepared statement, so
-// it is parsed again before a batch that uses it (reparseUnnamed). Client
+// it is parsed again before a batch that uses it (unnamedToReparse). Client
 // loop only.
 func (s *session) sendOwnQuery(r *request, msg []byte) bool {
 	if !s.push(r) {

@@ -24,6 +24,10 @@ type request struct {
 	// txDefaults: a swallowed read of the session's transaction
 	// defaults (txDefaultsSQL). Backend loop only.
 	txDefaults *txDefaultsRead
+	// reparsed: sqlcache sent a Parse of the unnamed statement ahead of
+	// this batch (unnamedToReparse); its ParseComplete, the first of the
+	// reply, is not relayed. Backend loop only, once queued.
+	reparsed bool
 	// inTx: the session was in a transaction block when this was sent.
 	inTx bool
 
@@ -41,8 +45,9 @@ type request struct {
 	effects  []cachepolicy.SessionEffect // (mu) session changes, applied at ReadyForQuery
 	// For the open transaction block (trackBlock): opens, (mu) its first
 	// statement is a BEGIN that Analysis.OpensBlock accepts; dirty, (mu)
-	// it ran a statement other than that BEGIN and reads the cache
-	// answers; ran, (mu) how many statements it ran.
+	// it ran a statement other than that opening BEGIN or a read the
+	// cache would answer (decided cacheable); ran, (mu) how many
+	// statements it ran.
 	opens, dirty bool
 	ran          int
 

@@ -326,6 +326,11 @@ func (s *session) backendLoop() error {
 		case pgwire.MsgParameterStatus:
 			s.parameterStatus(msg)
 		}
+		if r != nil && r.reparsed && msg.Type == pgwire.MsgParseComplete {
+			// The reply to sqlcache's own Parse ahead of the batch.
+			r.reparsed = false
+			continue
+		}
 		if r != nil && r.fill != nil {
 			r.fill.capture(msg.Type, msg.Raw)
 		}
