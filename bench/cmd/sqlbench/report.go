@@ -151,7 +151,7 @@ func (rep *report) writeSetup(w io.Writer) {
 		"× direct is the median of each round's ratio to direct PostgreSQL in that round. "+
 		"p99 is from pgbench's per-transaction log. Hit ratio is hits / (hits + misses) during the measured run "+
 		"(sqlcache: /metrics; pgpool-II: SHOW pool_cache); n/a where there is no readable cache or nothing "+
-		"cacheable ran (reads inside transactions bypass sqlcache's cache). Invalidations/s: sqlcache's "+
+		"cacheable ran (reads inside transactions that wrote bypass sqlcache's cache). Invalidations/s: sqlcache's "+
 		"invalidating events (sqlcache_cache_invalidations_total).\n\n",
 		o.clients, o.threads, o.durationSeconds(), o.warmupSeconds(), o.scale, o.rounds, targetNames(rep.targets))
 	rows := [][]string{}
