@@ -225,6 +225,33 @@ func TestTransactionReads(t *testing.T) {
 		}
 	})
 
+	t.Run("reads batched in the block", func(t *testing.T) {
+		// pgx's SendBatch: several reads, never seen before, in one
+		// batch inside the block; the block stays answerable.
+		conn := connect(t, url)
+		ctx := t.Context()
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(context.Background())
+		batch := &pgx.Batch{}
+		// No function or operator in them: nothing else decides them.
+		batch.Queue(`SELECT body FROM notes`)
+		batch.Queue(`SELECT id, body FROM notes`)
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			t.Fatal(err)
+		}
+		readScores(t, ctx, conn, q)
+		before := metricValue(t, sc, "sqlcache_cache_hits_in_transaction_total")
+		if got := readScores(t, ctx, conn, q); got != want {
+			t.Fatalf("read %q", got)
+		}
+		if metricValue(t, sc, "sqlcache_cache_hits_in_transaction_total") == before {
+			t.Error("after a batch of cacheable reads the block's next read was not answered from the cache")
+		}
+	})
+
 	t.Run("own writes in the block are seen", func(t *testing.T) {
 		conn := connect(t, url)
 		ctx := t.Context()

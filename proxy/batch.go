@@ -332,9 +332,10 @@ func (s *session) track(typ byte, body []byte) {
 		var row *cache.Row
 		if err == nil && st != nil {
 			s.decideEffects(st.plan)
-			if s.cur.opens && (*st.plan).analysis.Candidate {
-				// A read in the batch of the BEGIN (pgjdbc's): decided
-				// here, it can leave the block answerable.
+			if (*st.plan).analysis.Candidate && !(*st.plan).decided && s.blockMayStayAnswerable() {
+				// A read in the batch of the BEGIN (pgjdbc's), or one of
+				// several in a batch in the block (pgx's SendBatch):
+				// decided here, it can leave the block answerable.
 				*st.plan = s.p.planner.decideIn(context.Background(), s.db, s.epoch, *st.plan)
 			}
 			if r, ok := s.portalRows[string(portal)]; ok && (*st.plan).writeRow != nil {

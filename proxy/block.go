@@ -258,3 +258,15 @@ func (s *session) blockWhy() string {
 	defer s.mu.Unlock()
 	return s.blockWhyLocked()
 }
+
+// blockMayStayAnswerable reports whether the batch being relayed may leave
+// the session in an answerable block: it opens one, or the session is in
+// one. Client loop only.
+func (s *session) blockMayStayAnswerable() bool {
+	if s.cur.opens && !s.cur.dirty {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.txStatus == pgwire.TxActive && s.block.answerable
+}
