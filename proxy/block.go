@@ -142,10 +142,11 @@ func (s *session) defaultsKnownLocked() bool {
 }
 
 // readDefaultsIfNeeded queues a read of the session's transaction defaults
-// ahead of a request that opens a block (opens reports whether it does), when they are not known
-// and nothing is in flight, so that it runs outside any block: if it fails
-// nothing of the client's is affected, and the block is relayed. Client
-// loop only; callers then write their own request.
+// ahead of a request that opens a block (opens reports whether it does),
+// when they are not known and nothing is in flight, so that it runs
+// outside any block: if it fails nothing of the client's is affected, and
+// the block is relayed. Client loop only; callers then write their own
+// request.
 func (s *session) readDefaultsIfNeeded(opens func() bool) bool {
 	if !s.p.cacheEnabled {
 		return true
