@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -64,9 +65,12 @@ func startSession(tb testing.TB, p *Proxy) (client, backend net.Conn) {
 	return client, backend
 }
 
-// fakeBackend answers every request with one row.
+// fakeBackend answers every request with one row; a Query "BEGIN" opens a
+// transaction block, which it never leaves, and sqlcache's read of the
+// session's transaction defaults gets read committed, no idle timeout.
 func fakeBackend(conn net.Conn) {
 	r := pgwire.NewReader(conn, 0)
+	status := pgwire.TxIdle
 	var out []byte
 	row := func() {
 		out, _ = (&pgproto3.DataRow{Values: [][]byte{[]byte("42")}}).Encode(out)
@@ -79,9 +83,22 @@ func fakeBackend(conn net.Conn) {
 		}
 		switch msg.Type {
 		case 'Q':
-			out, _ = (&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("v"), DataTypeOID: 23, DataTypeSize: 4}}}).Encode(out)
-			row()
-			out = pgwire.AppendReadyForQuery(out, pgwire.TxIdle)
+			switch {
+			case bytes.Equal(msg.Body, []byte("BEGIN\x00")):
+				out, _ = (&pgproto3.CommandComplete{CommandTag: []byte("BEGIN")}).Encode(out)
+				status = pgwire.TxActive
+			case bytes.Equal(msg.Raw, txDefaultsMsg):
+				out, _ = (&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
+					{Name: []byte("current_setting"), DataTypeOID: 25, DataTypeSize: -1},
+					{Name: []byte("current_setting"), DataTypeOID: 25, DataTypeSize: -1},
+				}}).Encode(out)
+				out, _ = (&pgproto3.DataRow{Values: [][]byte{[]byte("read committed"), []byte("0")}}).Encode(out)
+				out, _ = (&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}).Encode(out)
+			default:
+				out, _ = (&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("v"), DataTypeOID: 23, DataTypeSize: 4}}}).Encode(out)
+				row()
+			}
+			out = pgwire.AppendReadyForQuery(out, status)
 		case 'P':
 			out = append(out, '1', 0, 0, 0, 4)
 		case 'B':
@@ -89,7 +106,7 @@ func fakeBackend(conn net.Conn) {
 		case 'E':
 			row()
 		case 'S':
-			out = pgwire.AppendReadyForQuery(out, pgwire.TxIdle)
+			out = pgwire.AppendReadyForQuery(out, status)
 		}
 		if !r.Ready() {
 			if _, err := conn.Write(out); err != nil {
@@ -200,6 +217,36 @@ func TestHitPathAllocations(t *testing.T) {
 	}
 	if hits := counterValue(p.metrics.hits) - before; hits < 200 {
 		t.Errorf("%d hits in 201 runs: the benchmark did not measure hits", hits)
+	}
+}
+
+// TestHitInBlockAllocations: a hit inside a read committed transaction
+// block allocates nothing either, and answers with status 'T'.
+func TestHitInBlockAllocations(t *testing.T) {
+	c, r, req, p := preparedHit(t, false)
+	roundTrip(t, c, r, encode(t, &pgproto3.Query{String: "BEGIN"}))
+	roundTrip(t, c, r, req) // the first hit in the block
+	before := counterValue(p.metrics.hitsInBlock)
+	if n := testing.AllocsPerRun(200, func() { roundTrip(t, c, r, req) }); n > 0 {
+		t.Errorf("%v allocations per hit in a block; want 0", n)
+	}
+	if hits := counterValue(p.metrics.hitsInBlock) - before; hits < 200 {
+		t.Errorf("%d hits in a block in 201 runs: the test did not measure them", hits)
+	}
+	if _, err := c.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg.Type == 'Z' {
+			if st, _ := pgwire.ReadyStatus(msg.Body); st != pgwire.TxActive {
+				t.Errorf("a hit in a block ended with ReadyForQuery %q; want 'T'", st)
+			}
+			break
+		}
 	}
 }
 
