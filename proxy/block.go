@@ -42,7 +42,10 @@ var txDefaultsMsg = pgwire.AppendQuery(nil, txDefaultsSQL)
 
 // txDefaults is what txDefaultsSQL read.
 type txDefaults struct {
-	known       bool
+	known bool
+	// failed: the last read failed; it is tried again only once the
+	// settings or the catalog changed, not before every BEGIN.
+	failed      bool
 	readComm    bool          // default_transaction_isolation is read committed (or uncommitted)
 	idleTimeout time.Duration // 0: none
 	// The session's settings digest and the database's catalog changes
@@ -137,8 +140,16 @@ func (s *session) blockWhyLocked() string {
 // defaultsKnownLocked reports whether the session's transaction defaults
 // are known and still stand. s.mu must be held.
 func (s *session) defaultsKnownLocked() bool {
+	return s.txDefaults.known && s.defaultsCurrentLocked()
+}
+
+// defaultsCurrentLocked reports whether the last read of the session's
+// transaction defaults, successful or not, is still current: neither the
+// session's settings nor the database's catalog changed since. s.mu must
+// be held.
+func (s *session) defaultsCurrentLocked() bool {
 	d := &s.txDefaults
-	return d.known && d.digest == s.state.digest && !s.state.unknown && d.changes == s.changes.Load()
+	return d.digest == s.state.digest && !s.state.unknown && d.changes == s.changes.Load()
 }
 
 // readDefaultsIfNeeded queues a read of the session's transaction defaults
@@ -153,7 +164,8 @@ func (s *session) readDefaultsIfNeeded(opens func() bool) bool {
 	}
 	s.mu.Lock()
 	// With settings unknown no block is answered, whatever the defaults.
-	due := len(s.queue) == 0 && s.txStatus == pgwire.TxIdle && !s.state.unknown && !s.defaultsKnownLocked()
+	due := len(s.queue) == 0 && s.txStatus == pgwire.TxIdle && !s.state.unknown &&
+		!((s.txDefaults.known || s.txDefaults.failed) && s.defaultsCurrentLocked())
 	s.mu.Unlock()
 	if !due || !opens() {
 		return true
@@ -193,10 +205,12 @@ func (s *session) finishTxDefaults(r *request, st pgwire.TxStatus) {
 	s.mu.Lock()
 	if ok {
 		d.defaults.known = true
-		d.defaults.digest = s.state.digest
-		d.defaults.changes = s.changes.Load()
-		s.txDefaults = d.defaults
+	} else {
+		d.defaults = txDefaults{failed: true}
 	}
+	d.defaults.digest = s.state.digest
+	d.defaults.changes = s.changes.Load()
+	s.txDefaults = d.defaults
 	s.mu.Unlock()
 	result := "ok"
 	if !ok {

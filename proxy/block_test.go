@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"net"
 	"testing"
 	"time"
 
@@ -53,56 +54,13 @@ func TestReparseInBatch(t *testing.T) {
 	pl.decision = cachepolicy.Decision{Cacheable: true, Tables: []string{"t"}, Rule: -1}
 	p.planner.plans.Add(planKey{"db", hitSQL}, pl)
 	client, backend := startSession(t, p)
-	br, cr := pgwire.NewReader(backend, 0), pgwire.NewReader(client, 0)
-
-	// fromClient returns the types of the messages the client reads up to
-	// its ReadyForQuery, and that ReadyForQuery's status.
-	fromClient := func() string {
-		t.Helper()
-		var types []byte
-		for {
-			client.SetReadDeadline(time.Now().Add(2 * time.Second))
-			msg, err := cr.Next()
-			if err != nil {
-				t.Fatalf("client read: %v (after %q)", err, types)
-			}
-			types = append(types, msg.Type)
-			if msg.Type == 'Z' {
-				return string(append(types, msg.Body[0]))
-			}
-		}
-	}
-	// toBackend returns the types of the messages the backend reads up
-	// to a Sync or Query.
-	toBackend := func() string {
-		t.Helper()
-		var types []byte
-		for {
-			backend.SetReadDeadline(time.Now().Add(2 * time.Second))
-			msg, err := br.Next()
-			if err != nil {
-				t.Fatalf("backend read: %v (after %q)", err, types)
-			}
-			types = append(types, msg.Type)
-			if msg.Type == 'S' || msg.Type == 'Q' {
-				return string(types)
-			}
-		}
-	}
-	reply := func(st pgwire.TxStatus, msgs ...pgproto3.BackendMessage) {
-		t.Helper()
-		var out []byte
-		for _, m := range msgs {
-			out = append(out, encode1(t, m)...)
-		}
-		if _, err := backend.Write(pgwire.AppendReadyForQuery(out, st)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sc := newScripted(t, client, backend)
+	fromClient, toBackend, reply := sc.fromClient, sc.toBackend, sc.reply
+	cr := sc.cr
 	row := []pgproto3.BackendMessage{&pgproto3.DataRow{Values: [][]byte{[]byte("42")}}, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}}
 
 	client.Write(encode(t, &pgproto3.Query{String: "BEGIN"}))
-	if got := toBackend(); got != "Q" {
+	if got := toBackend(); got != "Q "+txDefaultsSQL {
 		t.Fatalf("backend read %q; want sqlcache's read of the defaults", got)
 	}
 	answerTxDefaults(t, backend, "read committed", "0")
@@ -164,4 +122,108 @@ func TestReparseInBatch(t *testing.T) {
 	if got := fromClient(); got != "2DCZI" {
 		t.Errorf("client read %q; want 2DCZI, without sqlcache's ParseComplete", got)
 	}
+}
+
+// scripted drives a session over in-memory connections, playing both the
+// client and a scripted backend.
+type scripted struct {
+	t               *testing.T
+	client, backend net.Conn
+	cr, br          *pgwire.Reader
+}
+
+func newScripted(t *testing.T, client, backend net.Conn) *scripted {
+	return &scripted{t: t, client: client, backend: backend, cr: pgwire.NewReader(client, 0), br: pgwire.NewReader(backend, 0)}
+}
+
+// fromClient returns the types of the messages the client reads up to its
+// ReadyForQuery, and that ReadyForQuery's status.
+func (sc *scripted) fromClient() string {
+	sc.t.Helper()
+	var types []byte
+	for {
+		sc.client.SetReadDeadline(time.Now().Add(2 * time.Second))
+		msg, err := sc.cr.Next()
+		if err != nil {
+			sc.t.Fatalf("client read: %v (after %q)", err, types)
+		}
+		types = append(types, msg.Type)
+		if msg.Type == 'Z' {
+			return string(append(types, msg.Body[0]))
+		}
+	}
+}
+
+// toBackend returns the types of the messages the backend reads up to a
+// Sync or Query; for a Query, its text after the type.
+func (sc *scripted) toBackend() string {
+	sc.t.Helper()
+	var types []byte
+	for {
+		sc.backend.SetReadDeadline(time.Now().Add(2 * time.Second))
+		msg, err := sc.br.Next()
+		if err != nil {
+			sc.t.Fatalf("backend read: %v (after %q)", err, types)
+		}
+		types = append(types, msg.Type)
+		if msg.Type == 'Q' {
+			return string(types) + " " + string(bytes.TrimSuffix(msg.Body, []byte{0}))
+		}
+		if msg.Type == 'S' {
+			return string(types)
+		}
+	}
+}
+
+// reply sends msgs and a ReadyForQuery with status st as the backend.
+func (sc *scripted) reply(st pgwire.TxStatus, msgs ...pgproto3.BackendMessage) {
+	sc.t.Helper()
+	var out []byte
+	for _, m := range msgs {
+		out = append(out, encode1(sc.t, m)...)
+	}
+	if _, err := sc.backend.Write(pgwire.AppendReadyForQuery(out, st)); err != nil {
+		sc.t.Fatal(err)
+	}
+}
+
+// TestTxDefaultsReadFailed: when reading the session's transaction
+// defaults fails, the block is relayed, and the read is not tried again
+// before every BEGIN, only once the session's settings changed.
+func TestTxDefaultsReadFailed(t *testing.T) {
+	p := testProxy(t)
+	client, backend := startSession(t, p)
+	sc := newScripted(t, client, backend)
+	begin := func() {
+		t.Helper()
+		client.Write(encode(t, &pgproto3.Query{String: "BEGIN"}))
+	}
+	done := func(sql, tag string, st pgwire.TxStatus) {
+		t.Helper()
+		if got := sc.toBackend(); got != "Q "+sql {
+			t.Fatalf("backend read %q; want %q", got, "Q "+sql)
+		}
+		sc.reply(st, &pgproto3.CommandComplete{CommandTag: []byte(tag)})
+		sc.fromClient()
+	}
+	begin()
+	if got := sc.toBackend(); got != "Q "+txDefaultsSQL {
+		t.Fatalf("backend read %q; want sqlcache's read of the defaults", got)
+	}
+	sc.reply(pgwire.TxIdle, &pgproto3.ErrorResponse{Severity: "ERROR", Code: "42501", Message: "permission denied for function current_setting"})
+	done("BEGIN", "BEGIN", pgwire.TxActive)
+	client.Write(encode(t, &pgproto3.Query{String: "COMMIT"}))
+	done("COMMIT", "COMMIT", pgwire.TxIdle)
+	begin()
+	done("BEGIN", "BEGIN", pgwire.TxActive)
+	client.Write(encode(t, &pgproto3.Query{String: "COMMIT"}))
+	done("COMMIT", "COMMIT", pgwire.TxIdle)
+	client.Write(encode(t, &pgproto3.Query{String: "SET search_path = app"}))
+	done("SET search_path = app", "SET", pgwire.TxIdle)
+	begin()
+	if got := sc.toBackend(); got != "Q "+txDefaultsSQL {
+		t.Fatalf("after a SET the backend read %q; want sqlcache's read of the defaults again", got)
+	}
+	answerTxDefaults(t, backend, "read committed", "0")
+	done("BEGIN", "BEGIN", pgwire.TxActive)
 }
