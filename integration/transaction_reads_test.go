@@ -101,20 +101,21 @@ func TestTransactionReads(t *testing.T) {
 		opts   pgx.TxOptions
 		before []string // statements run in the block before the read
 		hit    bool
+		why    string // the bypass reason counted for the read, if not a hit
 	}{
 		{name: "default BEGIN", hit: true},
 		{name: "BEGIN READ ONLY", opts: pgx.TxOptions{AccessMode: pgx.ReadOnly}, hit: true},
 		{name: "explicit read committed", opts: pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, hit: true},
 		{name: "after other cached reads", before: []string{`SELECT body FROM notes WHERE id = 1`}, hit: true},
-		{name: "repeatable read", opts: pgx.TxOptions{IsoLevel: pgx.RepeatableRead}},
+		{name: "repeatable read", opts: pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, why: "transaction"},
 		{name: "serializable", opts: pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadOnly}},
-		{name: "after a write", before: []string{`UPDATE notes SET body = body WHERE id = 1`}},
+		{name: "after a write", before: []string{`UPDATE notes SET body = body WHERE id = 1`}, why: "transaction_dirty"},
 		{name: "after SET LOCAL", before: []string{`SET LOCAL work_mem = '8MB'`}},
 		{name: "after set_config local", before: []string{`SELECT set_config('app.tenant', 'x', true)`}},
 		{name: "after SAVEPOINT", before: []string{`SAVEPOINT a`}},
-		{name: "after a volatile read", before: []string{`SELECT random()`}},
+		{name: "after a volatile read", before: []string{`SELECT random()`}, why: "transaction_dirty"},
 		{name: "after SELECT FOR SHARE", before: []string{`SELECT body FROM notes WHERE id = 1 FOR SHARE`}},
-		{name: "session default serializable from the startup options", url: serializableURL},
+		{name: "session default serializable from the startup options", url: serializableURL, why: "transaction_isolation"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u := url
@@ -133,7 +134,12 @@ func TestTransactionReads(t *testing.T) {
 				}
 			}
 			before := metricValue(t, sc, "sqlcache_cache_hits_in_transaction_total")
+			bypass := `sqlcache_cache_bypasses_total{reason="` + tc.why + `"}`
+			bypasses := metricValue(t, sc, bypass)
 			hit := readLocked(t, conn, tx)
+			if tc.why != "" && metricValue(t, sc, bypass) == bypasses {
+				t.Errorf("%s did not count the read", bypass)
+			}
 			if hit != tc.hit {
 				t.Errorf("answered from the cache: %t; want %t", hit, tc.hit)
 			}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"strconv"
 	"time"
 
@@ -115,21 +116,29 @@ type blockState struct {
 	// the session's defaults known, and it has run nothing but reads the
 	// cache would answer since.
 	answerable  bool
+	why         string // the bypass reason when not answerable
 	idleTimeout time.Duration
 	changes     uint64    // the database's catalog changes when it opened
 	lastReady   time.Time // the backend's last ReadyForQuery in it
 }
 
 // blockWhyLocked returns why the open block's reads may not use the cache,
-// or "": "transaction" for a block that is not answerable (opened
-// otherwise, at another isolation level, or no longer clean, or the
-// catalog changed since it opened), "transaction_idle_timeout" when the
+// or "": "transaction" for a block opened otherwise than by a BEGIN
+// sqlcache reads, or aborted; "transaction_dirty" once it ran something
+// other than cacheable reads; "transaction_defaults_unknown" or
+// "transaction_isolation" when the session's default isolation is not
+// known to be read committed; "transaction_catalog_changed" after a
+// catalog change since it opened; "transaction_idle_timeout" when the
 // backend must hear from the block. s.mu must be held.
 func (s *session) blockWhyLocked() string {
 	b := &s.block
 	switch {
-	case s.txStatus != pgwire.TxActive || !b.answerable || s.changes.Load() != b.changes:
+	case s.txStatus != pgwire.TxActive:
 		return "transaction"
+	case !b.answerable:
+		return cmp.Or(b.why, "transaction")
+	case s.changes.Load() != b.changes:
+		return "transaction_catalog_changed"
 	case b.idleTimeout > 0 && time.Since(b.lastReady) >= b.idleTimeout/2:
 		// The backend's idle timer must be restarted by a relayed read.
 		return "transaction_idle_timeout"
@@ -238,20 +247,26 @@ func (s *session) trackBlock(r *request, st pgwire.TxStatus) {
 		// are sent only outside blocks, and read nothing of the client's.
 		return
 	}
-	if r == nil || r.dirty || r.invalidateAll || r.unparsed || r.failed {
-		b.answerable = false
-		return
-	}
-	if s.txStatus == pgwire.TxIdle {
-		// r opened the block.
+	opened := s.txStatus == pgwire.TxIdle // r opened the block
+	switch {
+	case r == nil || opened && !r.opens || !opened && r.opens:
+		// Opened otherwise than by a BEGIN sqlcache reads (with other
+		// options or statements), or a BEGIN inside the block, which
+		// only warns.
+		b.answerable, b.why = false, "transaction"
+	case r.dirty || r.invalidateAll || r.unparsed || r.failed:
+		b.answerable, b.why = false, "transaction_dirty"
+	case opened:
 		d := s.txDefaults
-		b.answerable = r.opens && s.defaultsKnownLocked() && d.readComm
+		switch {
+		case !s.defaultsKnownLocked():
+			b.why = "transaction_defaults_unknown"
+		case !d.readComm:
+			b.why = "transaction_isolation"
+		default:
+			b.answerable = true
+		}
 		b.idleTimeout, b.changes = d.idleTimeout, s.changes.Load()
-		return
-	}
-	if r.opens {
-		// BEGIN inside a block only warns; it was not what opened it.
-		b.answerable = false
 	}
 }
 
