@@ -179,7 +179,7 @@ func (s *session) readDefaultsIfNeeded(opens func() bool) bool {
 	if !due || !opens() {
 		return true
 	}
-	return s.sendOwnQuery(&request{swallow: true, txDefaults: &txDefaultsRead{}}, txDefaultsMsg)
+	return s.sendOwnQuery(&txDefaultsRead{}, txDefaultsMsg)
 }
 
 // batchOpensBlock reports whether the batch held starts with running a
@@ -206,10 +206,9 @@ func (s *session) batchOpensBlock() bool {
 	return false
 }
 
-// finishTxDefaults records what a txDefaultsSQL request r read, at its
+// finish records what the txDefaultsSQL request r read, at its
 // ReadyForQuery with status st. Backend loop only.
-func (s *session) finishTxDefaults(r *request, st pgwire.TxStatus) {
-	d := r.txDefaults
+func (d *txDefaultsRead) finish(s *session, r *request, st pgwire.TxStatus) {
 	ok := !r.failed && !d.bad && d.got && st == pgwire.TxIdle
 	s.mu.Lock()
 	if ok {
@@ -234,6 +233,10 @@ func (s *session) finishTxDefaults(r *request, st pgwire.TxStatus) {
 // cache. It runs at each ReadyForQuery, before pop records st. Backend
 // loop only.
 func (s *session) trackBlock(r *request, st pgwire.TxStatus) {
+	if !s.p.cacheEnabled {
+		// Nothing is answered: the relay pays nothing for it.
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := &s.block

@@ -118,12 +118,8 @@ func (s *session) complete(r *request, st pgwire.TxStatus) {
 	if r == nil {
 		return
 	}
-	if r.readBack != nil {
-		s.finishReadBack(r, st)
-		return
-	}
-	if r.txDefaults != nil {
-		s.finishTxDefaults(r, st)
+	if r.own != nil {
+		r.own.finish(s, r, st)
 		return
 	}
 	s.mu.Lock()

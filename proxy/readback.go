@@ -91,16 +91,30 @@ func (s *session) readBackIfNeeded() bool {
 	if !due {
 		return true
 	}
-	return s.sendOwnQuery(&request{swallow: true, readBack: &readBack{gen: s.changes.Load()}}, readBackMsg)
+	return s.sendOwnQuery(&readBack{gen: s.changes.Load()}, readBackMsg)
 }
 
-// sendOwnQuery queues r, a request of sqlcache's own, and writes its
-// Query message msg. It returns false if the session closed instead
-// (draining). A simple Query destroys the unnamed prepared statement, so
-// it is parsed again before a batch that uses it (unnamedToReparse). Client
-// loop only.
-func (s *session) sendOwnQuery(r *request, msg []byte) bool {
-	if !s.push(r) {
+// ownQuery is a query sqlcache sends on a session's backend connection
+// for itself (sendOwnQuery), whose reply the client does not see. The
+// backend loop calls row for each DataRow of the reply, then finish at
+// its ReadyForQuery, of status st, with the request (failed if an
+// ErrorResponse came).
+type ownQuery interface {
+	row(msg pgwire.Message)
+	finish(s *session, r *request, st pgwire.TxStatus)
+}
+
+var (
+	_ ownQuery = (*readBack)(nil)
+	_ ownQuery = (*txDefaultsRead)(nil)
+)
+
+// sendOwnQuery queues a request for q and writes q's Query message msg.
+// It returns false if the session closed instead (draining). A simple
+// Query destroys the unnamed prepared statement, so it is parsed again
+// before a batch that uses it (unnamedToReparse). Client loop only.
+func (s *session) sendOwnQuery(q ownQuery, msg []byte) bool {
+	if !s.push(&request{swallow: true, own: q}) {
 		return false
 	}
 	if st := s.stmts[""]; st != nil {
@@ -111,10 +125,9 @@ func (s *session) sendOwnQuery(r *request, msg []byte) bool {
 	return true
 }
 
-// finishReadBack applies what a read-back request r read, at its
+// finish applies what the read-back request r read, at its
 // ReadyForQuery with status st. Backend loop only.
-func (s *session) finishReadBack(r *request, st pgwire.TxStatus) {
-	rb := r.readBack
+func (rb *readBack) finish(s *session, r *request, st pgwire.TxStatus) {
 	ok := !r.failed && !rb.bad && rb.sawRole && st == pgwire.TxIdle
 	s.mu.Lock()
 	if ok {

@@ -18,12 +18,9 @@ type request struct {
 	start time.Time
 	// swallow: sqlcache's own request; its reply is not relayed.
 	swallow bool
-	// readBack: a swallowed read-back of the session's settings
-	// (readBackSQL), collecting its rows. Backend loop only.
-	readBack *readBack
-	// txDefaults: a swallowed read of the session's transaction
-	// defaults (txDefaultsSQL). Backend loop only.
-	txDefaults *txDefaultsRead
+	// own: one of sqlcache's own swallowed queries (sendOwnQuery),
+	// collecting its rows. Backend loop only.
+	own ownQuery
 	// reparsed: sqlcache sent a Parse of the unnamed statement ahead of
 	// this batch (unnamedToReparse); its ParseComplete, the first of the
 	// reply, is not relayed. Backend loop only, once queued.

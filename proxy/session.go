@@ -334,11 +334,8 @@ func (s *session) backendLoop() error {
 		if r != nil && r.fill != nil {
 			r.fill.capture(msg.Type, msg.Raw)
 		}
-		if r != nil && r.readBack != nil && msg.Type == pgwire.MsgDataRow {
-			r.readBack.row(msg)
-		}
-		if r != nil && r.txDefaults != nil && msg.Type == pgwire.MsgDataRow {
-			r.txDefaults.row(msg)
+		if r != nil && r.own != nil && msg.Type == pgwire.MsgDataRow {
+			r.own.row(msg)
 		}
 		if r != nil && r.swallow && msg.Type != pgwire.MsgNotification && msg.Type != pgwire.MsgParameterStatus {
 			continue
