@@ -66,6 +66,12 @@ type Analysis struct {
 	// Session side, in statement order.
 	Session []SessionEffect
 
+	// Transaction: the string holds a statement that opens, ends or
+	// divides a transaction (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, …), so
+	// whether its other statements' session effects last depends on how
+	// those went: BEGIN; SET x = 1; ROLLBACK sets nothing.
+	Transaction bool
+
 	// OpensBlock: the string is one BEGIN or START TRANSACTION that leaves
 	// the block it opens at read committed or at the session's default
 	// isolation level (no ISOLATION LEVEL REPEATABLE READ or SERIALIZABLE).
@@ -116,6 +122,7 @@ func analyze(sql string, sh *Shape) *Analysis {
 		a.changes(stmt, s.dml)
 		a.Calls = append(a.Calls, s.funcs...)
 		a.Session = append(a.Session, sessionEffects(stmt)...)
+		a.Transaction = a.Transaction || stmt.GetTransactionStmt() != nil
 		if e, ok := setConfigStatement(stmt); ok {
 			a.Session = append(a.Session, e)
 			continue

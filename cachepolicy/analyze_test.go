@@ -433,6 +433,11 @@ var sessionTests = []struct {
 	{"SELECT pg_catalog.set_config('My.Opt', 'v', true)", []effect{{Kind: cachepolicy.SetVar, Name: "my.opt", Value: "v", Local: true}}},
 	{"SELECT set_config('app.tenant', $1, false) AS t", []effect{{Kind: cachepolicy.SetVar, Name: "app.tenant", Param: 1}}},
 	{"SELECT set_config('app.tenant', $2::text, false)", []effect{{Kind: cachepolicy.SetVar, Name: "app.tenant", Param: 2}}},
+	// set_config('role', …) is SET ROLE; from a parameter it is not read in.
+	{"SELECT set_config('role', 'bob', false)", []effect{{Kind: cachepolicy.SetRole, Value: "bob"}}},
+	{"SELECT set_config('role', 'none', false)", []effect{{Kind: cachepolicy.SetRole}}},
+	{"SELECT set_config('session_authorization', 'bob', false)", []effect{{Kind: cachepolicy.SetSessionAuthorization, Value: "bob"}}},
+	{"SELECT set_config('role', $1, false)", []effect{{Kind: cachepolicy.SetConfigCall, Name: "role", Param: 1}}},
 	// Anything more may run it any number of times, or not at all.
 	{"SELECT set_config('app.tenant', $1, false) WHERE false", []effect{{Kind: cachepolicy.SetConfigCall, Name: "app.tenant", Param: 1}}},
 	{"SELECT set_config('a.b', 'x', false) FROM generate_series(1, 2)", []effect{{Kind: cachepolicy.SetConfigCall, Name: "a.b", Value: "x"}}},
@@ -452,6 +457,24 @@ var sessionTests = []struct {
 	{"SHOW search_path", nil},
 	{"ALTER ROLE bob SET search_path = x", nil},
 	{"CREATE FUNCTION f() RETURNS int SET search_path = x LANGUAGE sql AS 'SELECT 1'", nil},
+}
+
+func TestAnalyzeTransaction(t *testing.T) {
+	for _, tt := range []struct {
+		sql  string
+		want bool
+	}{
+		{"SET a.b = 1", false},
+		{"BEGIN", true},
+		{"BEGIN; SET search_path = b; ROLLBACK", true},
+		{"SET a.b = 1; COMMIT", true},
+		{"SAVEPOINT s", true},
+		{"SELECT 1; SELECT 2", false},
+	} {
+		if got := cachepolicy.Analyze(tt.sql).Transaction; got != tt.want {
+			t.Errorf("Analyze(%q).Transaction = %v; want %v", tt.sql, got, tt.want)
+		}
+	}
 }
 
 func TestAnalyzeSession(t *testing.T) {

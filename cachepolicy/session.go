@@ -302,8 +302,17 @@ func setConfigStatement(stmt *pg_query.Node) (SessionEffect, bool) {
 		return SessionEffect{}, false
 	}
 	e := setConfigEffect(fc)
-	if e.Name == "" {
+	switch {
+	case e.Name == "":
 		return SessionEffect{}, false
+	case e.Name == "role" || e.Name == "session_authorization":
+		// As SET ROLE does; from a parameter, the value is not read in
+		// (SetConfigCall), since SET ROLE's rules ("none") apply to it.
+		if e.Param > 0 {
+			return SessionEffect{}, false
+		}
+		e = setValue(e.Name, []*pg_query.Node{pg_query.MakeAConstStrNode(e.Value, 0)}, e.Local)
+		return e, true
 	}
 	e.Kind = SetVar
 	return e, true

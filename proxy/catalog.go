@@ -583,11 +583,23 @@ reach(root, oid, src) AS (
 ),
 sets AS (
     SELECT DISTINCT r.root FROM reach r
-    WHERE r.src ~* '\mset_config\M|\mexecute\M|\mspi_|(^|;|\mbegin\M|\mthen\M|\melse\M|\mloop\M)\s*(set|reset)\M'
+    WHERE r.src ~* ` + setsPattern + `
+       OR regexp_replace(r.src, ` + commentPattern + `, ' ', 'g') ~* ` + setsPattern + `
 )
 SELECT n.name, p.proname, p.provolatile::text, p.oid < 16384, p.oid, n.watched, ` + funcAccessColumn + `,
        p.oid IN (SELECT root FROM sets), ` + tempFunc("p") + `
 FROM named n JOIN pg_catalog.pg_proc p ON p.oid = n.fn`
+
+// setsPattern matches, in a function's source, what may change the
+// session's settings or shadow its tables (functionsSQL): set_config(),
+// dynamic SQL, SET or RESET as a statement, and the creation of a
+// temporary relation, which the read-back then finds. A comment between
+// a statement's start and its SET hides it, so the test runs on the
+// source with comments taken out as well (commentPattern), and on the
+// source as it is, since a "--" inside a string is not a comment.
+const setsPattern = `'\mset_config\M|\mexecute\M|\mspi_|(^|;|\mbegin\M|\mthen\M|\melse\M|\mloop\M)\s*(set|reset)\M|\mcreate\s+((global|local)\s+)?temp(orary)?\M|\mpg_temp\s*[.]'`
+
+const commentPattern = `'--[^\n]*|/[*]([^*]|[*]+[^*/])*[*]+/'`
 
 // namedFuncs is SQL for the functions each name among $1 stands for (see
 // functionsSQL), as rows of the name, the function's OID and the OID the

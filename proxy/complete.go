@@ -127,10 +127,11 @@ func (s *session) complete(r *request, st pgwire.TxStatus) {
 	var lost string // why the session's settings just became unknown
 	if len(effects) > 0 {
 		known := !s.state.unknown
-		untracked := r.failed || inTx || st != pgwire.TxIdle
+		untracked := r.failed || inTx || st != pgwire.TxIdle || r.txControl
 		if untracked {
-			// Inside a transaction a SET may yet be rolled back, and
-			// after an error some statements ran and some did not.
+			// Inside a transaction a SET may yet be rolled back, after
+			// an error some statements ran and some did not, and a
+			// batch that ended a transaction may have rolled it back.
 			s.state.untracked(effects)
 		} else {
 			s.state.apply(effects)
@@ -204,7 +205,7 @@ func unknownReason(effects []cachepolicy.SessionEffect, untracked bool) string {
 		}
 	}
 	if untracked {
-		return "a SET or RESET inside a transaction block or a batch that failed"
+		return "a SET or RESET inside a transaction block, a batch that failed, or one that also ended a transaction"
 	}
 	return "a SET sqlcache cannot follow"
 }

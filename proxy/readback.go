@@ -21,11 +21,15 @@ import (
 //     only way one decides a cached answer.
 //   - 'r': current_user and session_user (SET ROLE, SET SESSION
 //     AUTHORIZATION), which pg_settings does not list either.
+//   - 't': whether the session has temporary relations or types, which
+//     may shadow others by name (a function may have made them).
 //
 // It names only pg_catalog objects, qualified, and has no backslash (so
 // standard_conforming_strings does not matter).
 const readBackSQL = `SELECT 's', name, setting FROM pg_catalog.pg_settings WHERE source = 'session'
 UNION ALL SELECT 'r', current_user::text, session_user::text
+UNION ALL SELECT 't', 'temp', (EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())
+    OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE typnamespace = pg_catalog.pg_my_temp_schema()))::text
 UNION ALL SELECT 's', n, pg_catalog.current_setting(n, true) FROM (` + policySettingsSQL + `) c
 WHERE pg_catalog.current_setting(n, true) IS NOT NULL`
 
@@ -46,6 +50,8 @@ type readBack struct {
 	role     string      // current_user
 	auth     string      // session_user
 	sawRole  bool
+	temp     bool // the session has temporary relations or types
+	sawTemp  bool
 	bad      bool   // a row it could not read
 	gen      uint64 // the database's catalog changes when it was sent
 }
@@ -66,6 +72,8 @@ func (rb *readBack) row(msg pgwire.Message) {
 		rb.settings = append(rb.settings, [2]string{string(v[1]), string(v[2])})
 	case 'r':
 		rb.role, rb.auth, rb.sawRole = string(v[1]), string(v[2]), true
+	case 't':
+		rb.temp, rb.sawTemp = string(v[2]) == "true", true
 	default:
 		rb.bad = true
 	}
@@ -128,10 +136,11 @@ func (s *session) sendOwnQuery(q ownQuery, msg []byte) bool {
 // finish applies what the read-back request r read, at its
 // ReadyForQuery with status st. Backend loop only.
 func (rb *readBack) finish(s *session, r *request, st pgwire.TxStatus) {
-	ok := !r.failed && !rb.bad && rb.sawRole && st == pgwire.TxIdle
+	ok := !r.failed && !rb.bad && rb.sawRole && rb.sawTemp && st == pgwire.TxIdle
 	s.mu.Lock()
 	if ok {
 		s.state.readBack(rb.settings, rb.role, rb.auth, rb.gen)
+		s.state.temp = rb.temp
 	}
 	s.mu.Unlock()
 	if ok {
@@ -146,7 +155,7 @@ func (rb *readBack) finish(s *session, r *request, st pgwire.TxStatus) {
 		s.readBackFailedLogged, level = true, slog.LevelWarn
 	}
 	s.log.Log(context.Background(), level, "could not read the session's settings back; it bypasses the cache until DISCARD ALL, RESET ALL or its next change of settings",
-		"failed", r.failed, "malformed", rb.bad || !rb.sawRole, "status", string(st))
+		"failed", r.failed, "malformed", rb.bad || !rb.sawRole || !rb.sawTemp, "status", string(st))
 }
 
 // readBack replaces the session's settings with what the backend reported

@@ -40,6 +40,9 @@ type request struct {
 	// reads the cache only once the change stream has caught up with it.
 	mayWrite bool
 	effects  []cachepolicy.SessionEffect // (mu) session changes, applied at ReadyForQuery
+	// txControl: (mu) it ran BEGIN, COMMIT, ROLLBACK or the like, so its
+	// effects may have been rolled back even if it ends idle and clean.
+	txControl bool
 	// For the open transaction block (trackBlock): opens, (mu) its first
 	// statement is a BEGIN that Analysis.OpensBlock accepts; dirty, (mu)
 	// it ran a statement other than that opening BEGIN or a read the
@@ -71,6 +74,7 @@ func (r *request) classify(p *plan, row *cache.Row, bound []cachepolicy.SessionE
 	r.mayWrite = r.mayWrite || mayWrite(a) && !(p.decided && (p.decision.Cacheable || p.writesOnly))
 	r.invalidateAll = r.invalidateAll || a.InvalidateAll
 	r.catalogChange = r.catalogChange || a.CatalogChange
+	r.txControl = r.txControl || a.Transaction
 	session := a.Session
 	if bound != nil {
 		session = bound

@@ -106,20 +106,24 @@ func (st *sessionState) parameterStatus(name, value string) {
 // transaction without error.
 func (st *sessionState) apply(effects []cachepolicy.SessionEffect) {
 	for _, e := range effects {
+		if e.Local && e.Kind != cachepolicy.Unknown && e.Kind != cachepolicy.SetConfigCall {
+			// SET LOCAL, SET LOCAL ROLE, SET LOCAL x TO DEFAULT: they end
+			// with the transaction, implicit or not, that they ran in.
+			continue
+		}
 		switch e.Kind {
 		case cachepolicy.SetVar:
-			if !e.Local {
-				st.set("set:"+strings.ToLower(e.Name), e.Value)
-			}
+			st.set("set:"+strings.ToLower(e.Name), e.Value)
 		case cachepolicy.ResetVar:
 			if _, ok := st.settings["set:"+e.Name]; ok {
 				delete(st.settings, "set:"+e.Name)
 				st.encode()
 			}
 		case cachepolicy.ResetAll:
-			// RESET ALL leaves the role and session authorization.
+			// RESET ALL leaves the role and session authorization, which
+			// whatever left the settings unknown may have changed: those
+			// stay to be read back.
 			st.reset(false)
-			st.unknown, st.fromReadBack = false, false
 		case cachepolicy.SetRole:
 			st.set("role", e.Value)
 		case cachepolicy.SetSessionAuthorization:
@@ -139,9 +143,14 @@ func (st *sessionState) apply(effects []cachepolicy.SessionEffect) {
 }
 
 // untracked records effects that did not complete cleanly outside a
-// transaction: what the session's settings are now is not known for sure.
+// transaction, or that ran in a batch that also ended or rolled back a
+// transaction: what the session's settings are now is not known for
+// sure.
 func (st *sessionState) untracked(effects []cachepolicy.SessionEffect) {
 	for _, e := range effects {
+		if e.Local && e.Kind != cachepolicy.Unknown && e.Kind != cachepolicy.SetConfigCall {
+			continue // ends with its transaction, whatever happened
+		}
 		switch e.Kind {
 		case cachepolicy.DiscardOther:
 		case cachepolicy.CreateTemp:
