@@ -72,6 +72,12 @@ type Analysis struct {
 	// those went: BEGIN; SET x = 1; ROLLBACK sets nothing.
 	Transaction bool
 
+	// Prepared names the prepared statements the string makes or drops
+	// in SQL (PREPARE, DEALLOCATE), which share the protocol's namespace;
+	// AllPrepared: it drops them all (DEALLOCATE ALL, DISCARD ALL).
+	Prepared    []string
+	AllPrepared bool
+
 	// OpensBlock: the string is one BEGIN or START TRANSACTION that leaves
 	// the block it opens at read committed or at the session's default
 	// isolation level (no ISOLATION LEVEL REPEATABLE READ or SERIALIZABLE).
@@ -90,6 +96,22 @@ type RelRef struct {
 }
 
 var errNUL = errors.New("parse: NUL byte in query")
+
+// prepared records the prepared statements stmt makes or drops.
+func (a *Analysis) prepared(stmt *pg_query.Node) {
+	switch n := stmt.GetNode().(type) {
+	case *pg_query.Node_PrepareStmt:
+		a.Prepared = append(a.Prepared, n.PrepareStmt.GetName())
+	case *pg_query.Node_DeallocateStmt:
+		if n.DeallocateStmt.GetIsall() {
+			a.AllPrepared = true
+		} else {
+			a.Prepared = append(a.Prepared, n.DeallocateStmt.GetName())
+		}
+	case *pg_query.Node_DiscardStmt:
+		a.AllPrepared = a.AllPrepared || n.DiscardStmt.GetTarget() == pg_query.DiscardMode_DISCARD_ALL
+	}
+}
 
 // Analyze parses sql, which may hold several statements, and classifies
 // it. It never returns nil. A string that does not parse changes nothing,
@@ -123,6 +145,7 @@ func analyze(sql string, sh *Shape) *Analysis {
 		a.Calls = append(a.Calls, s.funcs...)
 		a.Session = append(a.Session, sessionEffects(stmt)...)
 		a.Transaction = a.Transaction || stmt.GetTransactionStmt() != nil
+		a.prepared(stmt)
 		if e, ok := setConfigStatement(stmt); ok {
 			a.Session = append(a.Session, e)
 			continue

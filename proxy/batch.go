@@ -250,56 +250,130 @@ func (s *session) ensureRequest(fill *fillState) bool {
 	if !s.readBackIfNeeded() || !s.readDefaultsIfNeeded(s.batchOpensBlock) {
 		return false
 	}
-	reparse := s.unnamedToReparse()
-	s.cur = &request{fill: fill, reparsed: reparse != nil}
-	if !s.push(s.cur) {
+	uses, parses := s.batchUsesUnnamed()
+	var reparse *stmtInfo
+	if st := s.stmts[""]; uses && st != nil && !st.onBackend {
+		reparse = st
+	}
+	closeStale := uses && s.unnamedStale
+	if uses || parses {
+		s.unnamedStale = false
+	}
+	r := &request{fill: fill, reparsed: reparse != nil, closedUnnamed: closeStale}
+	if !s.push(r) {
 		if fill != nil {
 			s.p.store.Abort(fill.f)
 		}
 		return false
 	}
-	if reparse != nil {
+	s.cur = r
+	switch {
+	case closeStale:
+		// The client saw a Query answered from the cache destroy it.
+		s.bw.Write(closeUnnamed)
+	case reparse != nil:
 		// Part of the batch, not a request of its own: if it fails (the
 		// table was dropped since the hit, which took no lock), the
 		// client's batch gets that error, and a transaction block it is
-		// in is not aborted behind its back. A write error surfaces at
-		// the next flush.
+		// in is not aborted behind its back. In a failed block it fails
+		// as the client's Bind would (25P02), but reported from
+		// exec_parse_message; then it is not on the backend
+		// (failedParses). A write error surfaces at the next flush.
 		s.bw.Write(pgwire.AppendParse(nil, nil, reparse.sqlb, reparse.oids))
+		s.parsing(r, "", reparse, reparse, false, reparse.plan)
 		reparse.onBackend = true
 	}
 	return true
 }
 
-// unnamedToReparse returns the unnamed statement if its Parse was
-// answered from the cache, so that the backend does not have it, and the
-// batch about to go out may use it (Bind or Describe of statement "")
-// before parsing its own; else nil. A batch that goes out before its Sync
-// (after a Flush, or with a message too large to hold) may use it later.
-func (s *session) unnamedToReparse() *stmtInfo {
-	st := s.stmts[""]
-	if st == nil || st.onBackend {
-		return nil
+// closeUnnamed is Close S "".
+var closeUnnamed = []byte{pgwire.MsgClose, 0, 0, 0, 6, 'S', 0}
+
+// parseUndo is a Parse sent in a request, with what it replaced: the
+// statement of that name before, and its fields if the Parse reused it.
+type parseUndo struct {
+	name          string
+	st, prev      *stmtInfo
+	prevOnBackend bool
+	prevPlan      **plan
+}
+
+// parsing records, in request r, that a Parse of statement name (now st)
+// goes out, replacing prev. Client loop only.
+func (s *session) parsing(r *request, name string, st, prev *stmtInfo, prevOnBackend bool, prevPlan **plan) {
+	s.mu.Lock()
+	r.parses = append(r.parses, parseUndo{name: name, st: st, prev: prev, prevOnBackend: prevOnBackend, prevPlan: prevPlan})
+	s.mu.Unlock()
+}
+
+// failedParses takes note, at the ReadyForQuery of request r that
+// failed, of its Parses that PostgreSQL did not carry out: the one that
+// failed and those after it, skipped until the Sync. The backend keeps
+// what it had under those names; the client loop restores sqlcache's
+// record of it (undoParses) before its next message. Requests already
+// sent after r may have used a name as sqlcache took it to be, so they
+// are taken to change anything. Backend loop only; s.mu is held.
+func (s *session) failedParses(r *request) {
+	if r.parsed >= len(r.parses) {
+		return
 	}
+	s.undo = append(s.undo, r.parses[r.parsed:]...)
+	s.undoPending.Store(true)
+	for _, q := range s.queue {
+		if q != r && !q.swallow {
+			q.invalidateAll = true
+		}
+	}
+}
+
+// undoParses restores the statements of Parses PostgreSQL did not carry
+// out (failedParses), latest first, unless a later Parse or Close has
+// replaced them since. Client loop only.
+func (s *session) undoParses() {
+	s.mu.Lock()
+	undo := s.undo
+	s.undo = nil
+	s.undoPending.Store(false)
+	s.mu.Unlock()
+	for _, u := range slices.Backward(undo) {
+		switch {
+		case s.stmts[u.name] != u.st:
+		case u.prev == nil:
+			delete(s.stmts, u.name)
+		case u.prev == u.st:
+			u.st.onBackend, u.st.plan = u.prevOnBackend, u.prevPlan
+		default:
+			s.stmts[u.name] = u.prev
+		}
+	}
+}
+
+// batchUsesUnnamed reports whether the batch about to go out may use the
+// unnamed statement (Bind or Describe of statement "") before parsing its
+// own, and whether it parses one first. A batch that goes out before its
+// Sync (after a Flush, or with a message too large to hold) may use it
+// later.
+func (s *session) batchUsesUnnamed() (uses, parses bool) {
 	b := &s.batch
 	for i := range b.msgs {
 		switch b.msgs[i].typ {
 		case pgwire.MsgParse:
 			if bytes.HasPrefix(b.body(i), []byte{0}) {
-				return nil
+				return false, true
 			}
 		case pgwire.MsgBind:
 			if bind, err := pgwire.ParseBind(b.body(i)); err != nil || len(bind.Statement) == 0 {
-				return st
+				return true, false
 			}
 		case pgwire.MsgDescribe:
 			if kind, name, err := pgwire.ParseTarget(b.body(i)); err != nil || kind == 'S' && len(name) == 0 {
-				return st
+				return true, false
 			}
 		case pgwire.MsgSync:
-			return nil
+			return false, false
 		}
 	}
-	return st
+	return true, false
 }
 
 // track follows the statement and portal lifecycle and classifies what
@@ -314,7 +388,14 @@ func (s *session) track(typ byte, body []byte) {
 		if err != nil {
 			return
 		}
+		prev := s.stmts[string(p.Name)]
+		var prevOnBackend bool
+		var prevPlan **plan
+		if prev != nil {
+			prevOnBackend, prevPlan = prev.onBackend, prev.plan
+		}
 		s.setStatement(p, s.sqlPlan(p.Query), true)
+		s.parsing(s.cur, string(p.Name), s.stmts[string(p.Name)], prev, prevOnBackend, prevPlan)
 	case pgwire.MsgBind:
 		bind, err := pgwire.ParseBind(body)
 		if err != nil {
@@ -350,6 +431,9 @@ func (s *session) track(typ byte, body []byte) {
 			s.cur.classify(*st.plan, row, s.portalEffects[string(portal)])
 		}
 		s.mu.Unlock()
+		if st != nil {
+			s.forgetPrepared((*st.plan).analysis)
+		}
 	case pgwire.MsgClose:
 		kind, name, err := pgwire.ParseTarget(body)
 		if err != nil {
@@ -487,6 +571,10 @@ func (s *session) trackUnknown(typ byte) {
 // setStatement records a Parse, reusing the record of an unnamed statement
 // parsed again with the same text (the common case, without allocating).
 func (s *session) setStatement(p pgwire.ParseBody, pl **plan, onBackend bool) {
+	if len(p.Name) == 0 {
+		// It replaces any statement the backend kept (unnamedStale).
+		s.unnamedStale = false
+	}
 	if st := s.stmts[string(p.Name)]; st != nil && st.sql == string(p.Query) && bytes.Equal(st.oids, p.OIDs) {
 		st.onBackend, st.plan = onBackend, pl
 		return

@@ -65,6 +65,9 @@ func (s *session) query(msg pgwire.Message) error {
 	if err := s.forwardBatch(); err != nil {
 		return err
 	}
+	if s.cur != nil {
+		return s.queryInBatch(msg)
+	}
 	var held **plan
 	var fill *fillState
 	if !s.p.cacheEnabled {
@@ -84,6 +87,7 @@ func (s *session) query(msg pgwire.Message) error {
 				s.keyBuf = cachepolicy.AppendKey(s.keyBuf, (*held).digest[:])
 				var hit bool
 				if hit, fill = s.lookup(held, s.keyBuf, hs, nil, nil); hit {
+					s.queryDropsUnnamed()
 					return nil
 				}
 			}
@@ -100,10 +104,7 @@ func (s *session) query(msg pgwire.Message) error {
 			}
 		}
 		r.classify(*held, row, nil)
-		if (*held).analysis.Statements > 0 {
-			// A simple Query destroys the unnamed statement.
-			delete(s.stmts, "")
-		}
+		s.forgetPrepared((*held).analysis)
 	} else {
 		// A query too large to look into (or malformed) may do anything.
 		r.invalidateAll, r.mayWrite = true, true
@@ -115,11 +116,74 @@ func (s *session) query(msg pgwire.Message) error {
 		}
 		return errHandled
 	}
+	return s.relayQuery(msg)
+}
+
+// relayQuery relays a Query. Every Query destroys the unnamed statement,
+// even an empty one or one that fails to parse.
+func (s *session) relayQuery(msg pgwire.Message) error {
+	delete(s.stmts, "")
+	s.unnamedStale = false
 	if err := s.relay(s.bw, s.cr, msg); err != nil {
 		return err
 	}
 	s.nToBackend += msg.Len + 5
 	return nil
+}
+
+// forgetPrepared forgets the prepared statements that a's PREPARE,
+// DEALLOCATE or DISCARD ALL make or drop: they share the namespace of the
+// protocol's, and a Bind of a name sqlcache does not know is relayed.
+// Client loop only.
+func (s *session) forgetPrepared(a *cachepolicy.Analysis) {
+	for _, name := range a.Prepared {
+		delete(s.stmts, name)
+	}
+	if a.AllPrepared {
+		for name := range s.stmts {
+			if name != "" {
+				delete(s.stmts, name)
+			}
+		}
+	}
+}
+
+// queryDropsUnnamed records that a Query answered from the cache has, for
+// the client, destroyed the unnamed statement, which the backend still
+// holds if it had one: before a later batch could use it, sqlcache closes
+// it there (unnamedToClose).
+func (s *session) queryDropsUnnamed() {
+	if st := s.stmts[""]; st != nil {
+		delete(s.stmts, "")
+		s.unnamedStale = s.unnamedStale || st.onBackend
+	}
+}
+
+// queryInBatch relays a Query that follows extended-protocol messages
+// with no Sync between: PostgreSQL runs it in their implicit transaction
+// and its ReadyForQuery ends both, so it joins their request. Client loop
+// only; s.cur is set.
+func (s *session) queryInBatch(msg pgwire.Message) error {
+	r := s.cur
+	s.cur = nil
+	if s.p.cacheEnabled {
+		var held **plan
+		if sql, err := pgwire.QueryBody(msg.Body); err == nil && !msg.Streamed() {
+			held = s.queryPlan(sql)
+			s.decideEffects(held)
+		}
+		s.mu.Lock()
+		if held != nil {
+			r.classify(*held, nil, nil)
+		} else {
+			r.invalidateAll, r.mayWrite = true, true
+		}
+		s.mu.Unlock()
+		if held != nil {
+			s.forgetPrepared((*held).analysis)
+		}
+	}
+	return s.relayQuery(msg)
 }
 
 // decideEffects decides, once per plan, what running a statement that

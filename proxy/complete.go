@@ -123,6 +123,9 @@ func (s *session) complete(r *request, st pgwire.TxStatus) {
 		return
 	}
 	s.mu.Lock()
+	if r.failed {
+		s.failedParses(r)
+	}
 	effects, catalogChange, inTx := r.effects, r.catalogChange, r.inTx
 	var lost string // why the session's settings just became unknown
 	if len(effects) > 0 {

@@ -25,6 +25,14 @@ type request struct {
 	// this batch (unnamedToReparse); its ParseComplete, the first of the
 	// reply, is not relayed. Backend loop only, once queued.
 	reparsed bool
+	// closedUnnamed: sqlcache sent Close S "" ahead of this batch
+	// (unnamedStale); its CloseComplete is not relayed.
+	closedUnnamed bool
+	// parses: (mu) the Parses this request sent, in order, with what
+	// each replaced (failedParses). parsed: backend loop, how many
+	// ParseCompletes came back.
+	parses []parseUndo
+	parsed int
 	// inTx: the session was in a transaction block when this was sent.
 	inTx bool
 

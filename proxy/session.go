@@ -94,7 +94,14 @@ type session struct {
 	plans         map[string]**plan // plans of the SQL texts this session used
 	spare         *plan             // holds a simple Query's plan when plans is full
 	keyBuf        []byte
-	cur           *request // the extended batch being relayed, until its Sync
+	cur           *request // the extended batch being relayed, until its Sync (or Query)
+	// unnamedStale: the backend holds an unnamed statement that the
+	// client has seen destroyed (a Query answered from the cache).
+	unnamedStale bool
+	// undo: (mu) Parses PostgreSQL did not carry out, for the client
+	// loop to undo (failedParses); undoPending says there are some.
+	undo        []parseUndo
+	undoPending atomic.Bool
 
 	stream *pglogical.Stream // the database's change stream; nil without one
 
@@ -204,6 +211,9 @@ func (s *session) clientLoop() error {
 		if err != nil {
 			return s.clientReadFailed(err)
 		}
+		if s.undoPending.Load() {
+			s.undoParses()
+		}
 		switch msg.Type {
 		case pgwire.MsgQuery:
 			m.querySimple.Inc()
@@ -237,8 +247,15 @@ func (s *session) clientLoop() error {
 		switch msg.Type {
 		case pgwire.MsgFunctionCall:
 			m.queryFunction.Inc()
-			// A function call may write anything.
-			if !s.readBackIfNeeded() || !s.push(&request{invalidateAll: true}) {
+			// A function call may write anything. After extended
+			// messages with no Sync it joins their request, as a Query
+			// does (queryInBatch).
+			if r := s.cur; r != nil {
+				s.cur = nil
+				s.mu.Lock()
+				r.invalidateAll, r.mayWrite = true, true
+				s.mu.Unlock()
+			} else if !s.readBackIfNeeded() || !s.push(&request{invalidateAll: true}) {
 				return errHandled
 			}
 		case pgwire.MsgTerminate:
@@ -326,9 +343,17 @@ func (s *session) backendLoop() error {
 		case pgwire.MsgParameterStatus:
 			s.parameterStatus(msg)
 		}
-		if r != nil && r.reparsed && msg.Type == pgwire.MsgParseComplete {
-			// The reply to sqlcache's own Parse ahead of the batch.
-			r.reparsed = false
+		if r != nil && msg.Type == pgwire.MsgParseComplete {
+			r.parsed++
+			if r.reparsed {
+				// The reply to sqlcache's own Parse ahead of the batch.
+				r.reparsed = false
+				continue
+			}
+		}
+		if r != nil && r.closedUnnamed && msg.Type == pgwire.MsgCloseComplete {
+			// The reply to sqlcache's own Close ahead of the batch.
+			r.closedUnnamed = false
 			continue
 		}
 		if r != nil && r.fill != nil {
