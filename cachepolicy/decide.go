@@ -15,8 +15,10 @@ type RelInfo struct {
 	Kind   byte // pg_class.relkind: 'r' table, 'p' partitioned, 'v' view, 'm' matview, 'f' foreign, 'S' sequence, 'c' composite, 't' toast, 'i'/'I' index
 	System bool // in pg_catalog, information_schema or pg_toast
 	Temp   bool // relpersistence 't'
-	// Unlogged: relpersistence 'u'. Its changes, like a materialized
-	// view's REFRESH, never reach the logical replication stream.
+	// Unlogged: relpersistence 'u', or a partition or inheritance child
+	// (at any depth) is unlogged or foreign. Its changes, like a
+	// materialized view's REFRESH, never reach the logical replication
+	// stream.
 	Unlogged bool
 	// RunsCode: a write to it may run code that writes elsewhere:
 	// triggers (foreign-key actions among them), rules, row security

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"time"
 
 	"github.com/sqlcache/sqlcache/cachepolicy"
@@ -27,10 +29,37 @@ const maxSessionPlans = 1000
 // sqlPlan returns where this session holds the plan of a SQL text, so
 // that a decision made once is found again without a lookup.
 func (s *session) sqlPlan(sql []byte) **plan {
+	if p := s.unreadable(sql); p != nil {
+		return p
+	}
 	if p, ok := s.plans[string(sql)]; ok {
 		return p
 	}
 	return s.keepPlan(s.p.planner.lookup(s.db, sql))
+}
+
+// unreadableAnalysis is what sqlcache knows of a text it cannot read: it
+// may do anything, to the data and to the session.
+var unreadableAnalysis = &cachepolicy.Analysis{
+	ParseError:    errNonStandardStrings,
+	Reason:        "backslash in a string with standard_conforming_strings off",
+	InvalidateAll: true,
+	Session:       []cachepolicy.SessionEffect{{Kind: cachepolicy.Unknown, Value: "a statement read with standard_conforming_strings off"}},
+}
+
+var errNonStandardStrings = errors.New("standard_conforming_strings is off and the text has a backslash")
+
+// unreadable returns a plan that runs anything, for a text that a session
+// with standard_conforming_strings off sends with a backslash in it: the
+// parser sqlcache uses reads 'a\' as PostgreSQL does with it on, so
+// where a string ends, and what follows as statements, may differ
+// ('a\' ; UPDATE …; SELECT ' is one SELECT to it). Else nil.
+func (s *session) unreadable(sql []byte) **plan {
+	if !s.nonStandardStrings.Load() || bytes.IndexByte(sql, '\\') < 0 {
+		return nil
+	}
+	p := &plan{sql: string(sql), analysis: unreadableAnalysis}
+	return &p
 }
 
 // keepPlan adds p to the session's plan map, emptying it when full.
@@ -48,6 +77,9 @@ func (s *session) keepPlan(p *plan) **plan {
 // constants sends many texts), the plan is held in s.spare rather than
 // making room: a hit on the shared plans then allocates nothing.
 func (s *session) queryPlan(sql []byte) **plan {
+	if p := s.unreadable(sql); p != nil {
+		return p
+	}
 	if p, ok := s.plans[string(sql)]; ok {
 		return p
 	}
@@ -107,7 +139,7 @@ func (s *session) query(msg pgwire.Message) error {
 		s.forgetPrepared((*held).analysis)
 	} else {
 		// A query too large to look into (or malformed) may do anything.
-		r.invalidateAll, r.mayWrite = true, true
+		r.unreadable()
 	}
 	opens := func() bool { return held != nil && (*held).analysis.OpensBlock }
 	if !s.readBackIfNeeded() || !s.readDefaultsIfNeeded(opens) || !s.push(r) {
@@ -176,7 +208,7 @@ func (s *session) queryInBatch(msg pgwire.Message) error {
 		if held != nil {
 			r.classify(*held, nil, nil)
 		} else {
-			r.invalidateAll, r.mayWrite = true, true
+			r.unreadable()
 		}
 		s.mu.Unlock()
 		if held != nil {
@@ -195,7 +227,7 @@ func (s *session) queryInBatch(msg pgwire.Message) error {
 // writes run may change the session's settings (plan.setsSettings), which
 // the session must know before its next read from the cache.
 func (s *session) decideEffects(held **plan) {
-	if a := (*held).analysis; len(a.Calls) == 0 && len(a.Writes) == 0 {
+	if a := (*held).analysis; len(a.Calls) == 0 && len(a.Writes) == 0 && !a.Candidate {
 		return
 	}
 	*held = s.p.planner.decideIn(context.Background(), s.db, s.epoch, *held)

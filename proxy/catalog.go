@@ -465,16 +465,22 @@ func (c *catalog) connect(ctx context.Context, d *dbCatalog, db string) (*pgx.Co
 }
 
 // relColumns are the columns that describe a relation c in n, after its name
-// and schema: kind, temporary, unlogged, system, whether a write to it may
-// run code (cachepolicy.RelInfo.RunsCode), its single-column primary key
-// ("typeoid name"), partition root, and its family: its
+// and schema: kind, temporary, unlogged (or with an unlogged or foreign
+// partition or child, whose changes the stream does not carry either),
+// system, whether a write to it may run code
+// (cachepolicy.RelInfo.RunsCode), its single-column primary key
+// ("typeoid name"; not a generated column, which an UPDATE changes without
+// setting it), partition root, and its family: its
 // partitions or inheritance children and its ancestors, transitively.
 // Reading a parent reads its children's rows, and a write through a parent
 // may change a child's, so an answer depends on the whole family. Then the
 // user-defined functions a write to it may run, and the name and type of
 // its first column of an object identifier type (from oidColumnJoin,
 // which the query must join).
-const relColumns = `c.relkind::text, c.relpersistence = 't', c.relpersistence = 'u',
+const relColumns = `c.relkind::text, c.relpersistence = 't',
+       c.relpersistence = 'u' OR EXISTS (WITH RECURSIVE d(oid) AS (SELECT inhrelid FROM pg_inherits WHERE inhparent = c.oid
+                 UNION SELECT i.inhrelid FROM pg_inherits i JOIN d ON i.inhparent = d.oid)
+             SELECT FROM pg_class k WHERE k.oid IN (SELECT oid FROM d) AND (k.relpersistence = 'u' OR k.relkind = 'f')),
        n.nspname IN ('pg_catalog', 'information_schema') OR n.nspname LIKE 'pg\_toast%',
        c.relhastriggers OR c.relhasrules OR c.relrowsecurity OR EXISTS (
          SELECT FROM pg_depend d
@@ -485,7 +491,7 @@ const relColumns = `c.relkind::text, c.relpersistence = 't', c.relpersistence = 
                   AND d.objid IN (SELECT oid FROM pg_constraint WHERE conrelid = c.oid))),
        coalesce((SELECT a.atttypid::text || ' ' || a.attname
                  FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                 WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnkeyatts = 1), ''),
+                 WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnkeyatts = 1 AND a.attgenerated = ''), ''),
        coalesce((SELECT r.relname FROM pg_class r
                  WHERE c.relispartition AND r.oid = pg_partition_root(c.oid)), ''),
        ARRAY(WITH RECURSIVE

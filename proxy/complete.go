@@ -37,6 +37,11 @@ func (s *session) invalidate(r *request, ready, commit, txEnded bool) {
 		return
 	}
 	s.accumulate(r)
+	if commit && (s.txCatalog || r != nil && r.ranDDL(&s.mu)) {
+		// Before the writes are dropped, so that no fill after the drop
+		// uses facts from before the commit.
+		s.p.planner.forget(s.db)
+	}
 	if commit || txEnded {
 		// Once dropped, what the transaction wrote is committed (or
 		// rolled back): the ReadyForQuery after a COMMIT's
@@ -155,9 +160,12 @@ func (s *session) complete(r *request, st pgwire.TxStatus) {
 		}
 		s.log.Log(context.Background(), level, "session settings no longer known to sqlcache; it bypasses the cache until it has read them back", "why", lost)
 	}
-	if catalogChange {
+	if catalogChange || s.txCatalog && st == pgwire.TxIdle {
+		// DDL in a block: other sessions' lookups until it commits read
+		// the catalog without it, so the facts go again when it ends.
 		s.p.planner.forget(s.db)
 	}
+	s.txCatalog = st != pgwire.TxIdle && (s.txCatalog || catalogChange)
 	if r.fill != nil {
 		s.finishFill(r, st)
 	}
@@ -189,9 +197,18 @@ func (s *session) parameterStatus(msg pgwire.Message) {
 	if err != nil {
 		return
 	}
+	s.noteReported(name, value)
 	s.mu.Lock()
 	s.state.parameterStatus(string(name), string(value))
 	s.mu.Unlock()
+}
+
+// noteReported takes note of a reported setting that changes how
+// sqlcache must read the session's statements.
+func (s *session) noteReported(name, value []byte) {
+	if string(name) == "standard_conforming_strings" {
+		s.nonStandardStrings.Store(string(value) != "on")
+	}
 }
 
 // unknownReason says which of effects left the session's settings unknown.

@@ -219,6 +219,7 @@ func (s *session) relayAuth() error {
 		case pgwire.MsgParameterStatus:
 			if name, value, err := pgwire.ParameterStatus(msg.Body); err == nil {
 				s.reported = append(s.reported, [2]string{string(name), string(value)})
+				s.noteReported(name, value)
 			}
 		case pgwire.MsgReadyForQuery:
 			st, _ := pgwire.ReadyStatus(msg.Body)

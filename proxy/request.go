@@ -79,7 +79,8 @@ func (r *request) classify(p *plan, row *cache.Row, bound []cachepolicy.SessionE
 	// A SELECT whose functions were found cacheable cannot write, and
 	// writes that change nothing but the tables named are invalidated
 	// here, with no need to wait for the change stream.
-	r.mayWrite = r.mayWrite || mayWrite(a) && !(p.decided && (p.decision.Cacheable || p.writesOnly))
+	// One not cached may run user code through its views or policies.
+	r.mayWrite = r.mayWrite || (mayWrite(a) || a.Candidate && p.decided) && !(p.decided && (p.decision.Cacheable || p.writesOnly))
 	r.invalidateAll = r.invalidateAll || a.InvalidateAll
 	r.catalogChange = r.catalogChange || a.CatalogChange
 	r.txControl = r.txControl || a.Transaction
@@ -98,6 +99,21 @@ func (r *request) classify(p *plan, row *cache.Row, bound []cachepolicy.SessionE
 	if p.setsSettings != "" {
 		r.effects = append(r.effects, cachepolicy.SessionEffect{Kind: cachepolicy.Unknown, Value: "ran " + p.setsSettings + ", which may change settings"})
 	}
+}
+
+// ranDDL reports r.catalogChange, read under mu.
+func (r *request) ranDDL(mu *sync.Mutex) bool {
+	mu.Lock()
+	defer mu.Unlock()
+	return r.catalogChange
+}
+
+// unreadable records a statement sqlcache could not read (too large, or
+// malformed): it may change anything, the session's settings included.
+// The caller holds s.mu if r is queued.
+func (r *request) unreadable() {
+	r.invalidateAll, r.mayWrite = true, true
+	r.effects = append(r.effects, cachepolicy.SessionEffect{Kind: cachepolicy.Unknown, Value: "a query sqlcache could not read"})
 }
 
 // appendEffects appends effects to dst, each that takes its value from a

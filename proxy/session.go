@@ -102,12 +102,16 @@ type session struct {
 	// loop to undo (failedParses); undoPending says there are some.
 	undo        []parseUndo
 	undoPending atomic.Bool
+	// nonStandardStrings: the backend reports standard_conforming_strings
+	// off (unreadable).
+	nonStandardStrings atomic.Bool
 
 	stream *pglogical.Stream // the database's change stream; nil without one
 
 	// Backend loop only.
 	sawFatal   bool
 	txMayWrite bool                   // the open transaction ran something that may write
+	txCatalog  bool                   // the open transaction ran DDL (backend loop)
 	txWrites   map[string]struct{}    // tables written in the open transaction
 	txRows     map[cache.Row]struct{} // rows written in the open transaction
 	txAll      bool                   // the open transaction may have changed anything
