@@ -78,6 +78,11 @@ type Analysis struct {
 	Prepared    []string
 	AllPrepared bool
 
+	// RoleDefaults: the string changes the settings sessions start with
+	// (ALTER ROLE/USER/DATABASE … SET or RESET), which PostgreSQL applies
+	// to sessions that log in after it commits.
+	RoleDefaults bool
+
 	// OpensBlock: the string is one BEGIN or START TRANSACTION that leaves
 	// the block it opens at read committed or at the session's default
 	// isolation level (no ISOLATION LEVEL REPEATABLE READ or SERIALIZABLE).
@@ -97,7 +102,8 @@ type RelRef struct {
 
 var errNUL = errors.New("parse: NUL byte in query")
 
-// prepared records the prepared statements stmt makes or drops.
+// prepared records the prepared statements stmt makes or drops, and
+// whether it changes the settings sessions start with.
 func (a *Analysis) prepared(stmt *pg_query.Node) {
 	switch n := stmt.GetNode().(type) {
 	case *pg_query.Node_PrepareStmt:
@@ -110,6 +116,8 @@ func (a *Analysis) prepared(stmt *pg_query.Node) {
 		}
 	case *pg_query.Node_DiscardStmt:
 		a.AllPrepared = a.AllPrepared || n.DiscardStmt.GetTarget() == pg_query.DiscardMode_DISCARD_ALL
+	case *pg_query.Node_AlterRoleSetStmt, *pg_query.Node_AlterDatabaseSetStmt:
+		a.RoleDefaults = true
 	}
 }
 

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -241,6 +242,75 @@ func TestSessionKeysFunctionCreatesTempTable(t *testing.T) {
 		if got := rsOne(t, other, rsQT); got != "from public,from public 2" {
 			t.Errorf("read %d of another session = %q; PostgreSQL returns %q", i, got, "from public,from public 2")
 		}
+	}
+}
+
+// TestSessionKeysAlterRoleSetOldSession: ALTER ROLE … SET search_path
+// applies to new sessions only, and PostgreSQL 15 does not report
+// search_path: a session opened before keeps the old one, so sessions
+// opened before and after must not share answers (loginKey).
+func TestSessionKeysAlterRoleSetOldSession(t *testing.T) {
+	pg, sc := startCache(t, nil)
+	rsSetup(t, pg, sc)
+
+	old := rsSimple(t, sc, "app", "")
+	if got := rsOne(t, old, rsQT); got != "from public" {
+		t.Fatalf("old session read %q", got)
+	}
+	admin := rsSimple(t, sc, "postgres", "")
+	rsQuery(t, admin, `ALTER ROLE app SET search_path = b`)
+	// The old session keeps its search_path and refills the cache.
+	if got := rsOne(t, old, rsQT); got != "from public" {
+		t.Fatalf("old session read %q", got)
+	}
+	direct := connect(t, pg.URL("app", "", "postgres"))
+	if got := rsOne(t, direct, rsQT); got != "from b" {
+		t.Fatalf("a new session directly on PostgreSQL read %q", got)
+	}
+	fresh := rsSimple(t, sc, "app", "")
+	if got := rsOne(t, fresh, `SHOW search_path`); got != "b" {
+		t.Fatalf("new session's search_path = %q", got)
+	}
+	for i := range 2 {
+		if got := rsOne(t, fresh, rsQT); got != "from b" {
+			t.Errorf("read %d of a session opened after ALTER ROLE app SET search_path = b: %q; PostgreSQL returns %q", i, got, "from b")
+		}
+	}
+}
+
+// TestSessionKeysAlterRoleSetDirect: ALTER ROLE … SET made directly on
+// the database is seen by the catalog check. A session that logged in
+// before it keeps the old settings; one that logged in around it (before
+// the check saw it) may have either and stops using the cache; one that
+// logs in after the check is cached under the new settings.
+func TestSessionKeysAlterRoleSetDirect(t *testing.T) {
+	pg, sc := startCache(t, map[string]any{"cache": map[string]any{"catalog_check": "1s"}})
+	rsSetup(t, pg, sc)
+	old := rsSimple(t, sc, "app", "")
+	for range 2 {
+		if got := rsOne(t, old, rsQT); got != "from public" {
+			t.Fatalf("old session read %q", got)
+		}
+	}
+	pg.Exec(t, `ALTER ROLE app SET search_path = b`)
+	around := rsSimple(t, sc, "app", "")
+	time.Sleep(3 * time.Second) // two catalog checks
+	after := rsSimple(t, sc, "app", "")
+	for i := range 2 {
+		for _, c := range []struct {
+			name string
+			conn *pgx.Conn
+			want string
+		}{{"old", old, "from public"}, {"around", around, "from b"}, {"after", after, "from b"}} {
+			if got := rsOne(t, c.conn, rsQT); got != c.want {
+				t.Errorf("read %d of the session that logged in %s the change: %q; PostgreSQL returns %q", i, c.name, got, c.want)
+			}
+		}
+	}
+	before := metricValue(t, sc, "sqlcache_cache_hits_total")
+	rsOne(t, after, rsQT)
+	if metricValue(t, sc, "sqlcache_cache_hits_total") == before {
+		t.Errorf("a session that logged in after the check was not answered from the cache")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -103,7 +104,8 @@ SELECT ` + sqlDigest(`concat_ws('|',
   (SELECT string_agg(s::text, ',' ORDER BY s::text) FROM pg_db_role_setting s),
   (SELECT string_agg(g.name || '=' || g.setting, ',' ORDER BY g.name) FROM pg_settings g
      WHERE g.context IN ('user', 'superuser')),
-  (SELECT string_agg(n, ',' ORDER BY n) FROM (`+policySettingsSQL+`) s))`)
+  (SELECT string_agg(n, ',' ORDER BY n) FROM (`+policySettingsSQL+`) s))`) + `,
+  ` + sqlDigest(`coalesce((SELECT string_agg(s::text, ',' ORDER BY s::text) FROM pg_db_role_setting s), '')`)
 
 // relNamesSQL and funcNamesSQL list, for each name among $1, the OIDs of
 // the relations of that name, and of the functions, operators or casts it
@@ -128,12 +130,16 @@ var funcNamesSQL = `SELECT n, coalesce((SELECT string_agg(w::text, ',' ORDER BY 
 // relation and funcAccessColumn of each watched function by OID, and the
 // OIDs of each watched relation and function name.
 type access struct {
-	shared    string
-	rels      map[uint32]string
-	storage   map[uint32]string // storageColumn of each watched relation
-	funcs     map[uint32]string
-	relNames  map[string]string
-	funcNames map[string]string
+	shared string
+	// loginDefaults fingerprints the per-role and per-database settings
+	// (ALTER ROLE … SET), which sessions take when they log in; shared
+	// covers them too.
+	loginDefaults string
+	rels          map[uint32]string
+	storage       map[uint32]string // storageColumn of each watched relation
+	funcs         map[uint32]string
+	relNames      map[string]string
+	funcNames     map[string]string
 }
 
 func newAccess() *access {
@@ -234,7 +240,7 @@ func readAccess(ctx context.Context, conn *pgx.Conn, old *access) (*access, erro
 			return nil, err
 		}
 	}
-	if err := conn.QueryRow(ctx, accessSharedSQL).Scan(&a.shared); err != nil {
+	if err := conn.QueryRow(ctx, accessSharedSQL).Scan(&a.shared, &a.loginDefaults); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -291,6 +297,7 @@ func addNew[K comparable](m, seen map[K]string) {
 // dropped since is a change, and is no longer watched after it. The
 // caller holds d.lookupMu.
 func (c *catalog) checkAccess(ctx context.Context, d *dbCatalog, db string, conn *pgx.Conn) error {
+	began := time.Now()
 	a, err := readAccess(ctx, conn, d.access)
 	c.accessChecked(err != nil)
 	if err != nil {
@@ -313,7 +320,10 @@ func (c *catalog) checkAccess(ctx context.Context, d *dbCatalog, db string, conn
 		}
 		c.accessChanged(db, "privileges, row security, roles or role settings changed", false)
 	}
-	d.access, d.accessLost = a, false
+	if d.access != nil && a.loginDefaults != d.access.loginDefaults {
+		c.loginDefaultsSeen(db, d.checkedAt)
+	}
+	d.access, d.accessLost, d.checkedAt = a, false, began
 	return nil
 }
 

@@ -271,6 +271,8 @@ func (s *session) cacheableLocked() string {
 		return "disabled"
 	case len(s.queue) > 0:
 		return "pipelined"
+	case s.state.loginUnknown:
+		return "session_state_unknown"
 	}
 	if s.txStatus != pgwire.TxIdle {
 		if why := s.blockWhyLocked(); why != "" {

@@ -38,6 +38,10 @@ type catalog struct {
 	// changed (checkAccess).
 	// Called with the database's lookupMu held.
 	relationsChanged func(db string, names []string)
+	// loginDefaultsSeen is told that the settings sessions of database db
+	// log in with (pg_db_role_setting) changed since its check at since.
+	// Called with the database's lookupMu held.
+	loginDefaultsSeen func(db string, since time.Time)
 	// accessChecked counts a check, failed or not.
 	accessChecked func(failed bool)
 
@@ -55,6 +59,7 @@ type dbCatalog struct {
 	// accessLost: a check failed since. Protected by lookupMu.
 	access     *access
 	accessLost bool
+	checkedAt  time.Time // when the last check that succeeded began
 
 	// mu protects the fields below and is never held across I/O. They
 	// change only under lookupMu as well, so a lookup reads them without
@@ -86,7 +91,8 @@ type relFacts struct {
 
 func newCatalog(dsn string, log *slog.Logger) *catalog {
 	return &catalog{dsn: dsn, log: log, dbs: make(map[string]*dbCatalog), accessChanged: func(string, string, bool) {},
-		relationsChanged: func(string, []string) {}, accessChecked: func(bool) {}}
+		relationsChanged: func(string, []string) {}, accessChecked: func(bool) {},
+		loginDefaultsSeen: func(string, time.Time) {}}
 }
 
 func (c *catalog) close() {

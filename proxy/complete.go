@@ -131,7 +131,7 @@ func (s *session) complete(r *request, st pgwire.TxStatus) {
 	if r.failed {
 		s.failedParses(r)
 	}
-	effects, catalogChange, inTx := r.effects, r.catalogChange, r.inTx
+	effects, catalogChange, inTx, roleDefaults := r.effects, r.catalogChange, r.inTx, r.roleDefaults
 	var lost string // why the session's settings just became unknown
 	if len(effects) > 0 {
 		known := !s.state.unknown
@@ -166,6 +166,12 @@ func (s *session) complete(r *request, st pgwire.TxStatus) {
 		s.p.planner.forget(s.db)
 	}
 	s.txCatalog = st != pgwire.TxIdle && (s.txCatalog || catalogChange)
+	if roleDefaults || s.txRoleDefaults && st == pgwire.TxIdle {
+		// Sessions that log in from now on may start with other
+		// settings (in a block, from its COMMIT on: again at its end).
+		s.p.loginDefaultsChanged()
+	}
+	s.txRoleDefaults = st != pgwire.TxIdle && (s.txRoleDefaults || roleDefaults)
 	if r.fill != nil {
 		s.finishFill(r, st)
 	}

@@ -13,7 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +51,10 @@ type Proxy struct {
 	closeOnce sync.Once
 	closeCh   chan struct{} // closed by Shutdown/Close: stops background work
 	bg        sync.WaitGroup
+
+	// loginGen numbers the changes of the settings sessions log in with
+	// that sqlcache has seen (loginKey).
+	loginGen atomic.Uint64
 
 	mu        sync.Mutex // protects the fields below
 	listeners map[net.Listener]struct{}
@@ -92,6 +98,7 @@ func New(cfg Config) (*Proxy, error) {
 	p.catalog = newCatalog(c.ServiceDSN, c.Logger)
 	p.catalog.accessChanged = p.accessChanged
 	p.catalog.relationsChanged = p.relationsChanged
+	p.catalog.loginDefaultsSeen = p.loginDefaultsSeen
 	p.catalog.accessChecked = func(failed bool) {
 		result := "ok"
 		if failed {
@@ -162,6 +169,39 @@ func (p *Proxy) accessChanged(db, why string, failed bool) {
 		level = slog.LevelWarn
 	}
 	p.log.Log(context.Background(), level, "dropped the database's cached answers: who may read what may have changed", "database", db, "entries", n, "why", why)
+}
+
+// loginDefaultsChanged is called when a statement through sqlcache changed
+// the settings sessions log in with (ALTER ROLE … SET): sessions that log
+// in from now on do not share answers with those before.
+func (p *Proxy) loginDefaultsChanged() {
+	p.loginGen.Add(1)
+}
+
+// loginDefaultsSeen is called when the catalog check of database db finds
+// that the settings sessions log in with changed since its check at
+// since. Sessions of db that logged in after since may have either, under
+// the key of those before: they stop using the cache.
+func (p *Proxy) loginDefaultsSeen(db string, since time.Time) {
+	p.loginGen.Add(1)
+	p.mu.Lock()
+	sessions := slices.Collect(maps.Keys(p.sessions))
+	p.mu.Unlock()
+	n := 0
+	for _, s := range sessions {
+		s.mu.Lock()
+		switch {
+		case s.state == nil:
+			// Still logging in: its backend may have read either.
+			s.loginSuspect = true
+			n++
+		case s.db == db && s.loginAt.After(since) && !s.state.loginUnknown:
+			s.state.loginUnknown = true
+			n++
+		}
+		s.mu.Unlock()
+	}
+	p.log.Info("the settings sessions log in with changed on the database; sessions that logged in since the last check stop using the cache", "database", db, "sessions", n)
 }
 
 // relationsChanged drops database db's cached answers that read a relation

@@ -15,7 +15,7 @@ import (
 func TestReadBackState(t *testing.T) {
 	params := map[string]string{"user": "app", "database": "db"}
 	set := func(effects ...cachepolicy.SessionEffect) *sessionState {
-		st := newSessionState(params)
+		st := newSessionState(params, 0)
 		st.apply(effects)
 		return st
 	}

@@ -51,6 +51,8 @@ type request struct {
 	// txControl: (mu) it ran BEGIN, COMMIT, ROLLBACK or the like, so its
 	// effects may have been rolled back even if it ends idle and clean.
 	txControl bool
+	// roleDefaults: (mu) it changed the settings sessions log in with.
+	roleDefaults bool
 	// For the open transaction block (trackBlock): opens, (mu) its first
 	// statement is a BEGIN that Analysis.OpensBlock accepts; dirty, (mu)
 	// it ran a statement other than that opening BEGIN or a read the
@@ -84,6 +86,7 @@ func (r *request) classify(p *plan, row *cache.Row, bound []cachepolicy.SessionE
 	r.invalidateAll = r.invalidateAll || a.InvalidateAll
 	r.catalogChange = r.catalogChange || a.CatalogChange
 	r.txControl = r.txControl || a.Transaction
+	r.roleDefaults = r.roleDefaults || a.RoleDefaults
 	session := a.Session
 	if bound != nil {
 		session = bound

@@ -110,13 +110,20 @@ type session struct {
 
 	// Backend loop only.
 	sawFatal   bool
-	txMayWrite bool                   // the open transaction ran something that may write
-	txCatalog  bool                   // the open transaction ran DDL (backend loop)
-	txWrites   map[string]struct{}    // tables written in the open transaction
-	txRows     map[cache.Row]struct{} // rows written in the open transaction
-	txAll      bool                   // the open transaction may have changed anything
-	txScratchW []string               // txWrites as a slice, reused
-	txScratchR []cache.Row            // txRows as a slice, reused
+	txMayWrite bool // the open transaction ran something that may write
+	txCatalog  bool // the open transaction ran DDL (backend loop)
+	// txRoleDefaults: the open transaction changed the settings sessions
+	// log in with (backend loop).
+	txRoleDefaults bool
+	loginAt        time.Time // (mu) when the session's backend was ready
+	// loginSuspect: (mu) the settings sessions log in with changed while
+	// this one logged in (Proxy.loginDefaultsSeen).
+	loginSuspect bool
+	txWrites     map[string]struct{}    // tables written in the open transaction
+	txRows       map[cache.Row]struct{} // rows written in the open transaction
+	txAll        bool                   // the open transaction may have changed anything
+	txScratchW   []string               // txWrites as a slice, reused
+	txScratchR   []cache.Row            // txRows as a slice, reused
 	// Logged once: that the session's settings became unknown, that
 	// reading them back failed (backend loop only).
 	settingsLostLogged   bool
@@ -147,11 +154,15 @@ func newSession(p *Proxy, conn net.Conn) *session {
 
 // run relays until either side ends, then closes both.
 func (s *session) run() error {
-	s.state = newSessionState(s.params)
+	s.mu.Lock()
+	s.state = newSessionState(s.params, s.p.loginGen.Load())
+	s.state.loginUnknown = s.loginSuspect
+	s.loginAt = time.Now()
+	s.db = s.state.startup["database"]
+	s.mu.Unlock()
 	for _, kv := range s.reported {
 		s.state.parameterStatus(kv[0], kv[1])
 	}
-	s.db = s.state.startup["database"]
 	s.epoch = s.p.planner.epoch(s.db)
 	s.changes = s.p.planner.catalogChanges(s.db)
 	if s.p.streams != nil && s.p.cacheEnabled {

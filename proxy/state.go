@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/sqlcache/sqlcache/cachepolicy"
@@ -36,7 +37,19 @@ type sessionState struct {
 	// temp: the session made temporary objects, which can shadow tables
 	// by name; it bypasses the cache until DISCARD TEMP/ALL.
 	temp bool
+	// loginUnknown: the settings the session logged in with (ALTER ROLE
+	// … SET) are not known: they changed on the database around its
+	// login, and sqlcache saw it only later (Proxy.loginDefaultsSeen).
+	// It bypasses the cache for good.
+	loginUnknown bool
 }
+
+// loginKey is the key in sessionState.startup of the generation of the
+// settings sessions log in with (Proxy.loginGen) at the session's login:
+// PostgreSQL applies ALTER ROLE … SET to new sessions only, and does not
+// report most settings (search_path), so sessions that logged in before
+// and after such a change must not share answers.
+const loginKey = "~login"
 
 // notSettings are startup parameters that change query results only
 // through a row security policy that reads them, which keeps reads of its
@@ -44,12 +57,15 @@ type sessionState struct {
 // differ per process, and would keep sessions from sharing answers.
 var notSettings = map[string]bool{"application_name": true}
 
-func newSessionState(params map[string]string) *sessionState {
+func newSessionState(params map[string]string, loginGen uint64) *sessionState {
 	st := &sessionState{startup: make(map[string]string), settings: make(map[string]string)}
 	for k, v := range params {
 		if !notSettings[k] {
 			st.startup[k] = v
 		}
+	}
+	if loginGen > 0 {
+		st.startup[loginKey] = strconv.FormatUint(loginGen, 10)
 	}
 	if st.startup["database"] == "" {
 		st.startup["database"] = st.startup["user"]
