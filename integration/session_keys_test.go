@@ -314,6 +314,42 @@ func TestSessionKeysAlterRoleSetDirect(t *testing.T) {
 	}
 }
 
+// TestSessionKeysPreparedStatementKeepsOldTable: a prepared statement
+// keeps the table it resolved to when a table of the same name is created
+// in a schema earlier on its search_path (PostgreSQL re-parses it only when
+// an object it uses changes, or search_path does): its answers must not
+// reach a fresh parse of the same text, which resolves to the new table,
+// as pgx's statement cache in a long-lived connection would make them.
+func TestSessionKeysPreparedStatementKeepsOldTable(t *testing.T) {
+	pg, sc := startCache(t, nil)
+	rsSetup(t, pg, sc, `CREATE SCHEMA s1`, `GRANT USAGE ON SCHEMA s1 TO PUBLIC`)
+	params := []string{"search_path=s1,public", "default_query_exec_mode=cache_statement"}
+	old := connect(t, sc.URL("app", "", "postgres", params...))
+	if got := rsOne(t, old, rsQT); got != "from public" {
+		t.Fatalf("old session read %q", got)
+	}
+	admin := rsSimple(t, sc, "postgres", "")
+	rsQuery(t, admin, `CREATE TABLE s1.t (v text)`)
+	rsQuery(t, admin, `INSERT INTO s1.t VALUES ('from s1')`)
+	rsQuery(t, admin, `GRANT SELECT ON s1.t TO PUBLIC`)
+	waitApplied(t, sc)
+	// The old session's prepared statement still reads public.t, in
+	// PostgreSQL, and refills the cache.
+	if got := rsOne(t, old, rsQT); got != "from public" {
+		t.Fatalf("old session's prepared statement read %q; PostgreSQL keeps public.t", got)
+	}
+	direct := connect(t, pg.URL("app", "", "postgres", params...))
+	if got := rsOne(t, direct, rsQT); got != "from s1" {
+		t.Fatalf("a new session directly on PostgreSQL read %q", got)
+	}
+	fresh := connect(t, sc.URL("app", "", "postgres", params...))
+	for i := range 2 {
+		if got := rsOne(t, fresh, rsQT); got != "from s1" {
+			t.Errorf("read %d of a new session = %q; PostgreSQL returns %q", i, got, "from s1")
+		}
+	}
+}
+
 // TestSessionKeysFunctionSetAfterComment: whether a user-defined
 // function may change settings is a text test on its source
 // (functionsSQL, setsPattern); a comment line between BEGIN and SET, as

@@ -149,6 +149,7 @@ func (s *session) tryBatch() (bool, *fillState) {
 
 	var sql, oids []byte
 	var p **plan
+	var parsedAt []byte // of a statement parsed before the catalog changed
 	if hasParse {
 		sql, oids = parse.Query, parse.OIDs
 		p = s.sqlPlan(sql)
@@ -158,6 +159,9 @@ func (s *session) tryBatch() (bool, *fillState) {
 			return false, nil
 		}
 		sql, oids, p = st.sqlb, st.oids, st.plan
+		if st.changes != s.changes.Load() {
+			parsedAt = binary.BigEndian.AppendUint64(s.parsedAtBuf[:0], st.changes)
+		}
 	}
 	if !(*p).analysis.Candidate {
 		return false, nil
@@ -170,6 +174,13 @@ func (s *session) tryBatch() (bool, *fillState) {
 	var hs hitState
 	s.keyBuf, hs = s.appendKeyPrefix(s.keyBuf[:0], 'E')
 	s.keyBuf = cachepolicy.AppendKey(s.keyBuf, (*p).digest[:], oids, bind.Args, describedKey[described])
+	if parsedAt != nil {
+		// PostgreSQL keeps what the statement's names meant when it was
+		// parsed (a table made since under one of them, earlier on the
+		// search path, does not count for it), and its result columns:
+		// it shares answers only with statements parsed as long ago.
+		s.keyBuf = cachepolicy.AppendKey(s.keyBuf, parsedAt)
+	}
 	prefix := bindComplete
 	if hasParse {
 		prefix = parseBind
@@ -280,8 +291,8 @@ func (s *session) ensureRequest(fill *fillState) bool {
 		// exec_parse_message; then it is not on the backend
 		// (failedParses). A write error surfaces at the next flush.
 		s.bw.Write(pgwire.AppendParse(nil, nil, reparse.sqlb, reparse.oids))
-		s.parsing(r, "", reparse, reparse, false, reparse.plan)
-		reparse.onBackend = true
+		s.parsing(r, "", reparse, reparse, *reparse)
+		reparse.onBackend, reparse.changes = true, s.changes.Load()
 	}
 	return true
 }
@@ -290,19 +301,19 @@ func (s *session) ensureRequest(fill *fillState) bool {
 var closeUnnamed = []byte{pgwire.MsgClose, 0, 0, 0, 6, 'S', 0}
 
 // parseUndo is a Parse sent in a request, with what it replaced: the
-// statement of that name before, and its fields if the Parse reused it.
+// statement of that name before, and a copy of it as it was, in case the
+// Parse reused it (setStatement).
 type parseUndo struct {
-	name          string
-	st, prev      *stmtInfo
-	prevOnBackend bool
-	prevPlan      **plan
+	name     string
+	st, prev *stmtInfo
+	was      stmtInfo
 }
 
 // parsing records, in request r, that a Parse of statement name (now st)
-// goes out, replacing prev. Client loop only.
-func (s *session) parsing(r *request, name string, st, prev *stmtInfo, prevOnBackend bool, prevPlan **plan) {
+// goes out, replacing prev, which was as in was. Client loop only.
+func (s *session) parsing(r *request, name string, st, prev *stmtInfo, was stmtInfo) {
 	s.mu.Lock()
-	r.parses = append(r.parses, parseUndo{name: name, st: st, prev: prev, prevOnBackend: prevOnBackend, prevPlan: prevPlan})
+	r.parses = append(r.parses, parseUndo{name: name, st: st, prev: prev, was: was})
 	s.mu.Unlock()
 }
 
@@ -341,7 +352,7 @@ func (s *session) undoParses() {
 		case u.prev == nil:
 			delete(s.stmts, u.name)
 		case u.prev == u.st:
-			u.st.onBackend, u.st.plan = u.prevOnBackend, u.prevPlan
+			*u.st = u.was
 		default:
 			s.stmts[u.name] = u.prev
 		}
@@ -389,13 +400,12 @@ func (s *session) track(typ byte, body []byte) {
 			return
 		}
 		prev := s.stmts[string(p.Name)]
-		var prevOnBackend bool
-		var prevPlan **plan
+		var was stmtInfo
 		if prev != nil {
-			prevOnBackend, prevPlan = prev.onBackend, prev.plan
+			was = *prev
 		}
 		s.setStatement(p, s.sqlPlan(p.Query), true)
-		s.parsing(s.cur, string(p.Name), s.stmts[string(p.Name)], prev, prevOnBackend, prevPlan)
+		s.parsing(s.cur, string(p.Name), s.stmts[string(p.Name)], prev, was)
 	case pgwire.MsgBind:
 		bind, err := pgwire.ParseBind(body)
 		if err != nil {
@@ -576,7 +586,7 @@ func (s *session) setStatement(p pgwire.ParseBody, pl **plan, onBackend bool) {
 		s.unnamedStale = false
 	}
 	if st := s.stmts[string(p.Name)]; st != nil && st.sql == string(p.Query) && bytes.Equal(st.oids, p.OIDs) {
-		st.onBackend, st.plan = onBackend, pl
+		st.onBackend, st.plan, st.changes = onBackend, pl, s.changes.Load()
 		return
 	}
 	s.stmts[string(p.Name)] = &stmtInfo{
@@ -585,6 +595,7 @@ func (s *session) setStatement(p pgwire.ParseBody, pl **plan, onBackend bool) {
 		oids:      append([]byte(nil), p.OIDs...),
 		plan:      pl,
 		onBackend: onBackend,
+		changes:   s.changes.Load(),
 	}
 }
 

@@ -21,6 +21,9 @@ type stmtInfo struct {
 	// answered from the cache: it must be parsed on the backend before a
 	// later message uses it.
 	onBackend bool
+	// changes is the database's count of catalog changes (session.changes)
+	// when the backend parsed it.
+	changes uint64
 }
 
 // maxSessionPlans bounds a session's own plan map.

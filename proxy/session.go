@@ -116,6 +116,7 @@ type session struct {
 	// log in with (backend loop).
 	txRoleDefaults bool
 	loginAt        time.Time // (mu) when the session's backend was ready
+	parsedAtBuf    [8]byte   // tryBatch's scratch
 	// loginSuspect: (mu) the settings sessions log in with changed while
 	// this one logged in (Proxy.loginDefaultsSeen).
 	loginSuspect bool
