@@ -36,8 +36,11 @@ func waitApplied(t *testing.T, sc *Sqlcache) {
 	t0 := time.Now()
 	deadline := t0.Add(15 * time.Second)
 	for time.Now().Before(deadline) {
+		// Elapsed is taken before the scrape: the lag is as of the
+		// scrape, so fresh as of (scrape − lag) ≥ t0 + elapsed − lag.
+		elapsed := time.Since(t0).Seconds()
 		lag := metricValue(t, sc, `sqlcache_stream_lag_seconds{database="postgres"}`)
-		if lag <= time.Since(t0).Seconds() {
+		if lag <= elapsed {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -159,7 +159,7 @@ func (s *session) tryBatch() (bool, *fillState) {
 			return false, nil
 		}
 		sql, oids, p = st.sqlb, st.oids, st.plan
-		if st.changes != s.changes.Load() {
+		if s.statementStale(st) {
 			parsedAt = binary.BigEndian.AppendUint64(s.parsedAtBuf[:0], st.changes)
 		}
 	}
@@ -226,6 +226,28 @@ func (s *session) tryDescribe() (bool, *fillState) {
 		fill.describe = true
 	}
 	return hit, fill
+}
+
+// statementStale reports whether a prepared statement may mean something
+// else than a fresh parse of its text: a relation of a name it reads
+// changed since the backend parsed it. Worked out once per statement and
+// change.
+func (s *session) statementStale(st *stmtInfo) bool {
+	cur := s.changes.Load()
+	if st.changes == cur {
+		return false
+	}
+	if st.staleAt != cur {
+		var tables []string // nil: not decided, any change counts
+		if p := *st.plan; p.decided {
+			tables = p.decision.Tables
+			if tables == nil {
+				tables = []string{}
+			}
+		}
+		st.stale, st.staleAt = s.p.planner.statementStale(s.db, tables, st.changes), cur
+	}
+	return st.stale
 }
 
 // forwardBatch relays the held messages, if any.

@@ -22,8 +22,11 @@ type stmtInfo struct {
 	// later message uses it.
 	onBackend bool
 	// changes is the database's count of catalog changes (session.changes)
-	// when the backend parsed it.
+	// when the backend parsed it; stale, whether a name it reads changed
+	// since, as of staleAt changes (session.statementStale).
 	changes uint64
+	stale   bool
+	staleAt uint64
 }
 
 // maxSessionPlans bounds a session's own plan map.

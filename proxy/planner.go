@@ -68,6 +68,11 @@ type planner struct {
 	// periodic forgetAll. Sessions whose settings were read back compare
 	// it (sessionState.readBackGen).
 	changes map[string]*atomic.Uint64
+	// changedAt says, per database, at which count of changes each
+	// relation name last changed (forgetNames), or every name ("").
+	// Prepared statements parsed before then may mean something else by
+	// it than a fresh parse (statementStale).
+	changedAt map[string]map[string]uint64
 
 	plans *lru.Cache[planKey, *plan] // safe for concurrent use
 	// shapes holds one candidate analysis per query shape, so that texts
@@ -126,7 +131,7 @@ func newPlanner(c *catalog, rules []cachepolicy.Rule, defaultTTL time.Duration) 
 	spellings, _ := lru.New[uint64, *cachepolicy.Shape](planCacheSize)
 	textRules := slices.ContainsFunc(rules, func(r cachepolicy.Rule) bool { return r.Query != nil })
 	return &planner{catalog: c, rules: rules, defaultTTL: defaultTTL, epochs: make(map[string]*atomic.Uint64),
-		changes: make(map[string]*atomic.Uint64), plans: plans, shapes: shapes, spellings: spellings, textRules: textRules}
+		changes: make(map[string]*atomic.Uint64), changedAt: make(map[string]map[string]uint64), plans: plans, shapes: shapes, spellings: spellings, textRules: textRules}
 }
 
 // epoch returns the counter that invalidates a database's decisions when
@@ -156,10 +161,46 @@ func counter(m map[string]*atomic.Uint64, db string) *atomic.Uint64 {
 }
 
 // forget makes every decision in db stale, after DDL.
-func (pl *planner) forget(db string) {
+func (pl *planner) forget(db string) { pl.forgetNames(db, nil) }
+
+// forgetNames makes every decision in db stale, after a change of the
+// relations of the given names (nil: of any).
+func (pl *planner) forgetNames(db string, names []string) {
 	pl.epoch(db).Add(1)
-	pl.catalogChanges(db).Add(1)
+	pl.mu.Lock()
+	n := counter(pl.changes, db).Add(1)
+	at := pl.changedAt[db]
+	if at == nil {
+		at = make(map[string]uint64)
+		pl.changedAt[db] = at
+	}
+	if names == nil {
+		clear(at)
+		at[""] = n
+	}
+	for _, name := range names {
+		at[name] = n
+	}
+	pl.mu.Unlock()
 	pl.forgetShapes()
+}
+
+// statementStale reports whether a relation among tables (a decision's
+// dependencies), or any if tables is nil, changed in database db since
+// the count of changes parsed (planner.changedAt).
+func (pl *planner) statementStale(db string, tables []string, parsed uint64) bool {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	at := pl.changedAt[db]
+	if at[""] > parsed || tables == nil {
+		return true
+	}
+	for _, t := range tables {
+		if at[t] > parsed {
+			return true
+		}
+	}
+	return false
 }
 
 // forgetShapes empties planner.decided, whose entries of past epochs

@@ -213,7 +213,7 @@ func (p *Proxy) relationsChanged(db string, names []string) {
 	for _, name := range names {
 		n += p.store.InvalidateTable(db, name)
 	}
-	p.planner.forget(db)
+	p.planner.forgetNames(db, names)
 	p.metrics.invalidations.WithLabelValues("catalog").Add(float64(n))
 	p.metrics.invalidationEvents.WithLabelValues("catalog").Inc()
 	p.log.Info("dropped the cached answers of relations rewritten, or whose names another relation now also has", "database", db, "names", names, "entries", n)
