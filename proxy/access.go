@@ -105,7 +105,7 @@ SELECT ` + sqlDigest(`concat_ws('|',
   (SELECT string_agg(g.name || '=' || g.setting, ',' ORDER BY g.name) FROM pg_settings g
      WHERE g.context IN ('user', 'superuser')),
   (SELECT string_agg(n, ',' ORDER BY n) FROM (`+policySettingsSQL+`) s))`) + `,
-  ` + sqlDigest(`coalesce((SELECT string_agg(s::text, ',' ORDER BY s::text) FROM pg_db_role_setting s), '')`)
+  (` + loginDefaultsSQL + `)`
 
 // relNamesSQL and funcNamesSQL list, for each name among $1, the OIDs of
 // the relations of that name, and of the functions, operators or casts it
@@ -297,7 +297,7 @@ func addNew[K comparable](m, seen map[K]string) {
 // dropped since is a change, and is no longer watched after it. The
 // caller holds d.lookupMu.
 func (c *catalog) checkAccess(ctx context.Context, d *dbCatalog, db string, conn *pgx.Conn) error {
-	began := time.Now()
+	began, seq := time.Now(), c.checkBegins(db)
 	a, err := readAccess(ctx, conn, d.access)
 	c.accessChecked(err != nil)
 	if err != nil {
@@ -315,16 +315,68 @@ func (c *catalog) checkAccess(ctx context.Context, d *dbCatalog, db string, conn
 		// search path puts it first; a table rewritten has new rows:
 		// those answers go, not the rest.
 		if names, ok := a.namesOnly(d.access); ok {
-			c.relationsChanged(db, names)
+			c.relationsChanged(db, names, d.checkedSeq)
 			break
 		}
 		c.accessChanged(db, "privileges, row security, roles or role settings changed", false)
 	}
-	if d.access != nil && a.loginDefaults != d.access.loginDefaults {
-		c.loginDefaultsSeen(db, d.checkedAt)
-	}
-	d.access, d.accessLost, d.checkedAt = a, false, began
+	c.sawLoginDefaults(a.loginDefaults, began)
+	d.access, d.accessLost, d.checkedAt, d.checkedSeq = a, false, began, seq
 	return nil
+}
+
+// loginDefaultsSQL fingerprints pg_db_role_setting, a shared catalog: the
+// settings sessions of every database log in with.
+var loginDefaultsSQL = `SELECT ` + sqlDigest(`coalesce((SELECT string_agg(s::text, ',' ORDER BY s::text) FROM pg_db_role_setting s), '')`)
+
+// sawLoginDefaults takes note of the fingerprint of the settings sessions
+// log in with, read at began (loginDefaultsSQL, in any database): if it
+// changed since the last read, the sessions that logged in since that
+// read may have either (loginDefaultsSeen).
+func (c *catalog) sawLoginDefaults(digest string, began time.Time) {
+	c.loginMu.Lock()
+	prev, known, since := c.login, c.loginKnown, c.loginReadAt
+	if !known || began.After(c.loginReadAt) {
+		c.login, c.loginReadAt, c.loginKnown = digest, began, true
+	}
+	c.loginMu.Unlock()
+	if known && digest != prev {
+		c.loginDefaultsSeen(since)
+	}
+}
+
+// readLoginDefaults reads the fingerprint of the settings sessions log in
+// with over a connection of its own, until it succeeds or ctx ends: run
+// when sqlcache starts, so that a change before the first access check
+// is seen too.
+func (c *catalog) readLoginDefaults(ctx context.Context) {
+	for {
+		began := time.Now()
+		err := func() error {
+			ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+			defer cancel()
+			conn, err := pgx.Connect(ctx, c.dsn)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			var digest string
+			if err := conn.QueryRow(ctx, loginDefaultsSQL).Scan(&digest); err != nil {
+				return err
+			}
+			c.sawLoginDefaults(digest, began)
+			return nil
+		}()
+		if err == nil {
+			return
+		}
+		c.log.Debug("could not read the settings sessions log in with; trying again", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // accessLost records that database db's access could not be checked.

@@ -159,7 +159,11 @@ func (s *session) tryBatch() (bool, *fillState) {
 			return false, nil
 		}
 		sql, oids, p = st.sqlb, st.oids, st.plan
-		if s.statementStale(st) {
+		switch stale, ambiguous := s.statementStale(st); {
+		case ambiguous:
+			s.p.metrics.bypasses.WithLabelValues("statement_stale").Inc()
+			return false, nil
+		case stale:
 			parsedAt = binary.BigEndian.AppendUint64(s.parsedAtBuf[:0], st.changes)
 		}
 	}
@@ -230,12 +234,14 @@ func (s *session) tryDescribe() (bool, *fillState) {
 
 // statementStale reports whether a prepared statement may mean something
 // else than a fresh parse of its text: a relation of a name it reads
-// changed since the backend parsed it. Worked out once per statement and
-// change.
-func (s *session) statementStale(st *stmtInfo) bool {
+// changed since the backend parsed it. If ambiguous, the change was made
+// elsewhere and seen by an access check, and the statement may have been
+// parsed before it or after: it does not use the cache. Worked out once
+// per statement and change.
+func (s *session) statementStale(st *stmtInfo) (stale, ambiguous bool) {
 	cur := s.changes.Load()
 	if st.changes == cur {
-		return false
+		return false, false
 	}
 	if st.staleAt != cur {
 		var tables []string // nil: not decided, any change counts
@@ -245,9 +251,10 @@ func (s *session) statementStale(st *stmtInfo) bool {
 				tables = []string{}
 			}
 		}
-		st.stale, st.staleAt = s.p.planner.statementStale(s.db, tables, st.changes), cur
+		st.stale, st.ambiguous = s.p.planner.statementStale(s.db, tables, st.changes, st.checkSeq)
+		st.staleAt = cur
 	}
-	return st.stale
+	return st.stale, st.ambiguous
 }
 
 // forwardBatch relays the held messages, if any.
@@ -304,6 +311,7 @@ func (s *session) ensureRequest(fill *fillState) bool {
 	case closeStale:
 		// The client saw a Query answered from the cache destroy it.
 		s.bw.Write(closeUnnamed)
+		s.backendUnnamed = false
 	case reparse != nil:
 		// Part of the batch, not a request of its own: if it fails (the
 		// table was dropped since the hit, which took no lock), the
@@ -313,8 +321,9 @@ func (s *session) ensureRequest(fill *fillState) bool {
 		// exec_parse_message; then it is not on the backend
 		// (failedParses). A write error surfaces at the next flush.
 		s.bw.Write(pgwire.AppendParse(nil, nil, reparse.sqlb, reparse.oids))
-		s.parsing(r, "", reparse, reparse, *reparse)
-		reparse.onBackend, reparse.changes = true, s.changes.Load()
+		s.parsing(r, parseUndo{st: reparse, prev: reparse, was: *reparse, reparse: true})
+		reparse.onBackend, reparse.changes, reparse.checkSeq = true, s.changes.Load(), s.checks.Load()
+		s.backendUnnamed = true
 	}
 	return true
 }
@@ -329,13 +338,19 @@ type parseUndo struct {
 	name     string
 	st, prev *stmtInfo
 	was      stmtInfo
+	// reparse: sqlcache's own Parse of a statement whose Parse the cache
+	// answered; streamed: a Parse too large to look into, which replaced
+	// nobody knows what (all statements are forgotten).
+	reparse, streamed bool
 }
 
-// parsing records, in request r, that a Parse of statement name (now st)
-// goes out, replacing prev, which was as in was. Client loop only.
-func (s *session) parsing(r *request, name string, st, prev *stmtInfo, was stmtInfo) {
+// parsing records, in request r, that Parse u goes out. Client loop only.
+func (s *session) parsing(r *request, u parseUndo) {
 	s.mu.Lock()
-	r.parses = append(r.parses, parseUndo{name: name, st: st, prev: prev, was: was})
+	if r.parses == nil {
+		r.parses = r.parsesBuf[:0]
+	}
+	r.parses = append(r.parses, u)
 	s.mu.Unlock()
 }
 
@@ -354,7 +369,7 @@ func (s *session) failedParses(r *request) {
 	s.undoPending.Store(true)
 	for _, q := range s.queue {
 		if q != r && !q.swallow {
-			q.invalidateAll = true
+			q.unreadable()
 		}
 	}
 }
@@ -370,6 +385,24 @@ func (s *session) undoParses() {
 	s.mu.Unlock()
 	for _, u := range slices.Backward(undo) {
 		switch {
+		case u.streamed:
+		case u.reparse:
+			// It is known, but not on the backend: parsed again before
+			// a batch uses it.
+			if s.stmts[""] == u.st {
+				u.st.onBackend = false
+			}
+			s.backendUnnamed = true
+		case u.name == "":
+			// PostgreSQL drops the unnamed statement before it parses a
+			// new one: after a Parse that failed there is none, after
+			// one skipped the old one stays. Which is not known: Binds
+			// are relayed, and a Query answered from the cache closes
+			// whichever it is.
+			if s.stmts[""] == u.st {
+				delete(s.stmts, "")
+			}
+			s.backendUnnamed = true
 		case s.stmts[u.name] != u.st:
 		case u.prev == nil:
 			delete(s.stmts, u.name)
@@ -427,7 +460,10 @@ func (s *session) track(typ byte, body []byte) {
 			was = *prev
 		}
 		s.setStatement(p, s.sqlPlan(p.Query), true)
-		s.parsing(s.cur, string(p.Name), s.stmts[string(p.Name)], prev, was)
+		s.parsing(s.cur, parseUndo{name: string(p.Name), st: s.stmts[string(p.Name)], prev: prev, was: was})
+		if len(p.Name) == 0 {
+			s.backendUnnamed = true
+		}
 	case pgwire.MsgBind:
 		bind, err := pgwire.ParseBind(body)
 		if err != nil {
@@ -457,8 +493,9 @@ func (s *session) track(typ byte, body []byte) {
 		}
 		s.mu.Lock()
 		if err != nil || st == nil {
-			// Not knowing what runs, assume it may change anything.
-			s.cur.invalidateAll = true
+			// Not knowing what runs, assume it may change anything,
+			// the session's settings too.
+			s.cur.unreadable()
 		} else {
 			s.cur.classify(*st.plan, row, s.portalEffects[string(portal)])
 		}
@@ -473,6 +510,9 @@ func (s *session) track(typ byte, body []byte) {
 		}
 		if kind == 'S' {
 			delete(s.stmts, string(name))
+			if len(name) == 0 {
+				s.backendUnnamed = false
+			}
 		} else {
 			delete(s.portals, string(name))
 			delete(s.portalRows, string(name))
@@ -582,9 +622,12 @@ func (s *session) trackUnknown(typ byte) {
 	switch typ {
 	case pgwire.MsgParse:
 		// Which statement it replaced is unknown: forget them all, so a
-		// later Execute of any is treated as unknown.
+		// later Execute of any is treated as unknown. Its ParseComplete
+		// counts (failedParses).
 		clear(s.stmts)
 		clear(s.portals)
+		s.backendUnnamed = true
+		s.parsing(s.cur, parseUndo{streamed: true})
 	case pgwire.MsgBind:
 		// Which portal it bound, and to which statement, is unknown (a
 		// write with a large parameter): forget the portals, so that an
@@ -595,7 +638,7 @@ func (s *session) trackUnknown(typ byte) {
 		clear(s.portalEffects)
 	case pgwire.MsgExecute:
 		s.mu.Lock()
-		s.cur.invalidateAll = true
+		s.cur.unreadable()
 		s.mu.Unlock()
 	}
 }
@@ -608,7 +651,7 @@ func (s *session) setStatement(p pgwire.ParseBody, pl **plan, onBackend bool) {
 		s.unnamedStale = false
 	}
 	if st := s.stmts[string(p.Name)]; st != nil && st.sql == string(p.Query) && bytes.Equal(st.oids, p.OIDs) {
-		st.onBackend, st.plan, st.changes = onBackend, pl, s.changes.Load()
+		st.onBackend, st.plan, st.changes, st.checkSeq = onBackend, pl, s.changes.Load(), s.checks.Load()
 		return
 	}
 	s.stmts[string(p.Name)] = &stmtInfo{
@@ -618,6 +661,7 @@ func (s *session) setStatement(p pgwire.ParseBody, pl **plan, onBackend bool) {
 		plan:      pl,
 		onBackend: onBackend,
 		changes:   s.changes.Load(),
+		checkSeq:  s.checks.Load(),
 	}
 }
 

@@ -21,12 +21,13 @@ type stmtInfo struct {
 	// answered from the cache: it must be parsed on the backend before a
 	// later message uses it.
 	onBackend bool
-	// changes is the database's count of catalog changes (session.changes)
-	// when the backend parsed it; stale, whether a name it reads changed
-	// since, as of staleAt changes (session.statementStale).
-	changes uint64
-	stale   bool
-	staleAt uint64
+	// changes and checkSeq are the database's counts of catalog changes
+	// (session.changes) and of access checks begun (session.checks) when
+	// the backend parsed it; stale and ambiguous say whether a name it
+	// reads changed since, as of staleAt changes (session.statementStale).
+	changes, checkSeq uint64
+	stale, ambiguous  bool
+	staleAt           uint64
 }
 
 // maxSessionPlans bounds a session's own plan map.
@@ -161,7 +162,7 @@ func (s *session) query(msg pgwire.Message) error {
 // even an empty one or one that fails to parse.
 func (s *session) relayQuery(msg pgwire.Message) error {
 	delete(s.stmts, "")
-	s.unnamedStale = false
+	s.unnamedStale, s.backendUnnamed = false, false
 	if err := s.relay(s.bw, s.cr, msg); err != nil {
 		return err
 	}
@@ -189,12 +190,10 @@ func (s *session) forgetPrepared(a *cachepolicy.Analysis) {
 // queryDropsUnnamed records that a Query answered from the cache has, for
 // the client, destroyed the unnamed statement, which the backend still
 // holds if it had one: before a later batch could use it, sqlcache closes
-// it there (unnamedToClose).
+// it there (ensureRequest).
 func (s *session) queryDropsUnnamed() {
-	if st := s.stmts[""]; st != nil {
-		delete(s.stmts, "")
-		s.unnamedStale = s.unnamedStale || st.onBackend
-	}
+	delete(s.stmts, "")
+	s.unnamedStale = s.backendUnnamed
 }
 
 // queryInBatch relays a Query that follows extended-protocol messages
@@ -233,7 +232,9 @@ func (s *session) queryInBatch(msg pgwire.Message) error {
 // writes run may change the session's settings (plan.setsSettings), which
 // the session must know before its next read from the cache.
 func (s *session) decideEffects(held **plan) {
-	if a := (*held).analysis; len(a.Calls) == 0 && len(a.Writes) == 0 && !a.Candidate {
+	// A read may run user code through its views and policies, which
+	// matters when the change stream follows writes (plan.writesOnly).
+	if a := (*held).analysis; len(a.Calls) == 0 && len(a.Writes) == 0 && !(a.Candidate && s.stream != nil) {
 		return
 	}
 	*held = s.p.planner.decideIn(context.Background(), s.db, s.epoch, *held)
@@ -275,7 +276,9 @@ func (s *session) cacheableLocked() string {
 	switch {
 	case !s.p.cacheEnabled:
 		return "disabled"
-	case len(s.queue) > 0:
+	case len(s.queue) > 0, len(s.undo) > 0:
+		// Undo: a request failed whose Parses the client loop has not
+		// undone yet (undoParses).
 		return "pipelined"
 	case s.state.loginUnknown:
 		return "session_state_unknown"

@@ -37,11 +37,18 @@ type catalog struct {
 	// dropped elsewhere, or was rewritten, and nothing else watched
 	// changed (checkAccess).
 	// Called with the database's lookupMu held.
-	relationsChanged func(db string, names []string)
-	// loginDefaultsSeen is told that the settings sessions of database db
-	// log in with (pg_db_role_setting) changed since its check at since.
-	// Called with the database's lookupMu held.
-	loginDefaultsSeen func(db string, since time.Time)
+	// The change was made after the check numbered window began.
+	relationsChanged func(db string, names []string, window uint64)
+	// checkBegins numbers an access check of database db as it begins.
+	checkBegins func(db string) uint64
+	// loginDefaultsSeen is told that the settings sessions log in with
+	// (pg_db_role_setting) changed since they were read at since.
+	loginDefaultsSeen func(since time.Time)
+
+	loginMu     sync.Mutex // protects the fields below
+	login       string     // the last fingerprint of pg_db_role_setting read
+	loginReadAt time.Time  // when that read began
+	loginKnown  bool
 	// accessChecked counts a check, failed or not.
 	accessChecked func(failed bool)
 
@@ -60,6 +67,7 @@ type dbCatalog struct {
 	access     *access
 	accessLost bool
 	checkedAt  time.Time // when the last check that succeeded began
+	checkedSeq uint64    // and its number (catalog.checkBegins)
 
 	// mu protects the fields below and is never held across I/O. They
 	// change only under lookupMu as well, so a lookup reads them without
@@ -91,8 +99,9 @@ type relFacts struct {
 
 func newCatalog(dsn string, log *slog.Logger) *catalog {
 	return &catalog{dsn: dsn, log: log, dbs: make(map[string]*dbCatalog), accessChanged: func(string, string, bool) {},
-		relationsChanged: func(string, []string) {}, accessChecked: func(bool) {},
-		loginDefaultsSeen: func(string, time.Time) {}}
+		relationsChanged: func(string, []string, uint64) {}, accessChecked: func(bool) {},
+		checkBegins:       func(string) uint64 { return 0 },
+		loginDefaultsSeen: func(time.Time) {}}
 }
 
 func (c *catalog) close() {

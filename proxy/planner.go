@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -72,7 +73,10 @@ type planner struct {
 	// relation name last changed (forgetNames), or every name ("").
 	// Prepared statements parsed before then may mean something else by
 	// it than a fresh parse (statementStale).
-	changedAt map[string]map[string]uint64
+	changedAt map[string]map[string]nameChange
+	// checks counts, per database, the access checks begun: a change a
+	// check finds was made after the one before it began.
+	checks map[string]*atomic.Uint64
 
 	plans *lru.Cache[planKey, *plan] // safe for concurrent use
 	// shapes holds one candidate analysis per query shape, so that texts
@@ -131,7 +135,8 @@ func newPlanner(c *catalog, rules []cachepolicy.Rule, defaultTTL time.Duration) 
 	spellings, _ := lru.New[uint64, *cachepolicy.Shape](planCacheSize)
 	textRules := slices.ContainsFunc(rules, func(r cachepolicy.Rule) bool { return r.Query != nil })
 	return &planner{catalog: c, rules: rules, defaultTTL: defaultTTL, epochs: make(map[string]*atomic.Uint64),
-		changes: make(map[string]*atomic.Uint64), changedAt: make(map[string]map[string]uint64), plans: plans, shapes: shapes, spellings: spellings, textRules: textRules}
+		changes: make(map[string]*atomic.Uint64), changedAt: make(map[string]map[string]nameChange),
+		checks: make(map[string]*atomic.Uint64), plans: plans, shapes: shapes, spellings: spellings, textRules: textRules}
 }
 
 // epoch returns the counter that invalidates a database's decisions when
@@ -160,47 +165,87 @@ func counter(m map[string]*atomic.Uint64, db string) *atomic.Uint64 {
 	return c
 }
 
-// forget makes every decision in db stale, after DDL.
-func (pl *planner) forget(db string) { pl.forgetNames(db, nil) }
+// nameChange is the last change of a relation name (planner.changedAt):
+// the count of changes it made, and from which access check on a
+// statement parsed may have seen it already (seen elsewhere; noWindow
+// when it went through sqlcache, which saw it at once).
+type nameChange struct{ n, window uint64 }
+
+const noWindow = math.MaxUint64
+
+// forget makes every decision in db stale, after DDL through sqlcache.
+func (pl *planner) forget(db string) { pl.forgetNames(db, nil, noWindow) }
 
 // forgetNames makes every decision in db stale, after a change of the
-// relations of the given names (nil: of any).
-func (pl *planner) forgetNames(db string, names []string) {
+// relations of the given names (nil: of any), made after access check
+// number window began (noWindow: seen at once).
+func (pl *planner) forgetNames(db string, names []string, window uint64) {
 	pl.epoch(db).Add(1)
 	pl.mu.Lock()
 	n := counter(pl.changes, db).Add(1)
 	at := pl.changedAt[db]
 	if at == nil {
-		at = make(map[string]uint64)
+		at = make(map[string]nameChange)
 		pl.changedAt[db] = at
 	}
 	if names == nil {
-		clear(at)
-		at[""] = n
+		names = []string{""}
 	}
 	for _, name := range names {
-		at[name] = n
+		at[name] = nameChange{n: n, window: min(window, at[name].windowIfSet())}
 	}
 	pl.mu.Unlock()
 	pl.forgetShapes()
 }
 
+// windowIfSet is c's window, or noWindow if c is the zero value.
+func (c nameChange) windowIfSet() uint64 {
+	if c.n == 0 {
+		return noWindow
+	}
+	return c.window
+}
+
 // statementStale reports whether a relation among tables (a decision's
 // dependencies), or any if tables is nil, changed in database db since
-// the count of changes parsed (planner.changedAt).
-func (pl *planner) statementStale(db string, tables []string, parsed uint64) bool {
+// the count of changes parsed; and ambiguous, whether the statement was
+// parsed after the access check that preceded the one that saw the
+// change (checkSeq), so that it may have been parsed after the change
+// too (planner.changedAt).
+func (pl *planner) statementStale(db string, tables []string, parsed, checkSeq uint64) (stale, ambiguous bool) {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	at := pl.changedAt[db]
-	if at[""] > parsed || tables == nil {
-		return true
-	}
-	for _, t := range tables {
-		if at[t] > parsed {
-			return true
+	see := func(c nameChange) {
+		if c.n > parsed {
+			stale = true
+			ambiguous = ambiguous || checkSeq >= c.window
 		}
 	}
-	return false
+	see(at[""])
+	if tables == nil {
+		return true, ambiguous || len(at) > 0 && checkSeq >= minWindow(at)
+	}
+	for _, t := range tables {
+		see(at[t])
+	}
+	return stale, ambiguous
+}
+
+// minWindow is the earliest window among at's changes.
+func minWindow(at map[string]nameChange) uint64 {
+	w := uint64(noWindow)
+	for _, c := range at {
+		w = min(w, c.window)
+	}
+	return w
+}
+
+// checkSeq returns database db's count of access checks begun.
+func (pl *planner) checkSeq(db string) *atomic.Uint64 {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return counter(pl.checks, db)
 }
 
 // forgetShapes empties planner.decided, whose entries of past epochs

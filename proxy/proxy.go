@@ -61,6 +61,9 @@ type Proxy struct {
 	sessions  map[*session]struct{}
 	cancelKey map[string]*session // BackendKeyData (pid+secret) → session
 	closing   bool
+	// loginReadStarted: the first read of the settings sessions log in
+	// with has started (Serve).
+	loginReadStarted bool
 
 	wg sync.WaitGroup // one per connection handler
 }
@@ -99,6 +102,7 @@ func New(cfg Config) (*Proxy, error) {
 	p.catalog.accessChanged = p.accessChanged
 	p.catalog.relationsChanged = p.relationsChanged
 	p.catalog.loginDefaultsSeen = p.loginDefaultsSeen
+	p.catalog.checkBegins = func(db string) uint64 { return p.planner.checkSeq(db).Add(1) }
 	p.catalog.accessChecked = func(failed bool) {
 		result := "ok"
 		if failed {
@@ -178,11 +182,11 @@ func (p *Proxy) loginDefaultsChanged() {
 	p.loginGen.Add(1)
 }
 
-// loginDefaultsSeen is called when the catalog check of database db finds
-// that the settings sessions log in with changed since its check at
-// since. Sessions of db that logged in after since may have either, under
-// the key of those before: they stop using the cache.
-func (p *Proxy) loginDefaultsSeen(db string, since time.Time) {
+// loginDefaultsSeen is called when the catalog finds that the settings
+// sessions log in with changed since it read them at since. Sessions that
+// logged in after since may have either, under the key of those before:
+// they stop using the cache.
+func (p *Proxy) loginDefaultsSeen(since time.Time) {
 	p.loginGen.Add(1)
 	p.mu.Lock()
 	sessions := slices.Collect(maps.Keys(p.sessions))
@@ -195,25 +199,35 @@ func (p *Proxy) loginDefaultsSeen(db string, since time.Time) {
 			// Still logging in: its backend may have read either.
 			s.loginSuspect = true
 			n++
-		case s.db == db && s.loginAt.After(since) && !s.state.loginUnknown:
+		case s.loginAt.After(since) && !s.state.loginUnknown:
 			s.state.loginUnknown = true
 			n++
 		}
 		s.mu.Unlock()
 	}
-	p.log.Info("the settings sessions log in with changed on the database; sessions that logged in since the last check stop using the cache", "database", db, "sessions", n)
+	p.log.Info("the settings sessions log in with changed on the database; sessions that logged in since the last check stop using the cache", "sessions", n)
+}
+
+// startLoginRead reports whether the first read of the settings sessions
+// log in with is yet to start (one per Proxy, whatever its listeners).
+func (p *Proxy) startLoginRead() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	first := !p.loginReadStarted
+	p.loginReadStarted = true
+	return first
 }
 
 // relationsChanged drops database db's cached answers that read a relation
 // of one of names, after another relation of that name was made (or
 // dropped) or the relation was rewritten, and has every decision made
 // again.
-func (p *Proxy) relationsChanged(db string, names []string) {
+func (p *Proxy) relationsChanged(db string, names []string, window uint64) {
 	n := 0
 	for _, name := range names {
 		n += p.store.InvalidateTable(db, name)
 	}
-	p.planner.forgetNames(db, names)
+	p.planner.forgetNames(db, names, window)
 	p.metrics.invalidations.WithLabelValues("catalog").Add(float64(n))
 	p.metrics.invalidationEvents.WithLabelValues("catalog").Inc()
 	p.log.Info("dropped the cached answers of relations rewritten, or whose names another relation now also has", "database", db, "names", names, "entries", n)
@@ -242,6 +256,22 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	}
 	p.listeners[ln] = struct{}{}
 	p.mu.Unlock()
+	if p.cacheEnabled && p.cfg.ServiceDSN != "" && p.startLoginRead() {
+		p.bg.Add(1)
+		go func() {
+			defer p.bg.Done()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				select {
+				case <-p.closeCh:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			p.catalog.readLoginDefaults(ctx)
+		}()
+	}
 	if p.streams != nil && p.cacheEnabled && p.cfg.ServiceDSN != "" {
 		// Start following the service login's own database now, so it is
 		// fresh before the first client arrives.

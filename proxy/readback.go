@@ -84,7 +84,7 @@ func (rb *readBack) row(msg pgwire.Message) {
 // attempt and nothing is in flight: the backend then answers it first,
 // and the session uses the cache again from the request after. The reply
 // is swallowed. A simple Query destroys the unnamed prepared statement,
-// so it is parsed again before a batch that uses it (unnamedToReparse).
+// so it is parsed again before a batch that uses it (ensureRequest).
 // Client loop only; callers then write their own request.
 func (s *session) readBackIfNeeded() bool {
 	if !s.p.cacheEnabled {
@@ -120,7 +120,7 @@ var (
 // sendOwnQuery queues a request for q and writes q's Query message msg.
 // It returns false if the session closed instead (draining). A simple
 // Query destroys the unnamed prepared statement, so it is parsed again
-// before a batch that uses it (unnamedToReparse). Client loop only.
+// before a batch that uses it (ensureRequest). Client loop only.
 func (s *session) sendOwnQuery(q ownQuery, msg []byte) bool {
 	if !s.push(&request{swallow: true, own: q}) {
 		return false
@@ -128,6 +128,7 @@ func (s *session) sendOwnQuery(q ownQuery, msg []byte) bool {
 	if st := s.stmts[""]; st != nil {
 		st.onBackend = false
 	}
+	s.backendUnnamed = false
 	// A write error surfaces at the next flush.
 	s.bw.Write(msg)
 	return true
@@ -154,7 +155,7 @@ func (rb *readBack) finish(s *session, r *request, st pgwire.TxStatus) {
 	if !s.readBackFailedLogged {
 		s.readBackFailedLogged, level = true, slog.LevelWarn
 	}
-	s.log.Log(context.Background(), level, "could not read the session's settings back; it bypasses the cache until DISCARD ALL, RESET ALL or its next change of settings",
+	s.log.Log(context.Background(), level, "could not read the session's settings back; it bypasses the cache until DISCARD ALL or its next change of settings",
 		"failed", r.failed, "malformed", rb.bad || !rb.sawRole || !rb.sawTemp, "status", string(st))
 }
 

@@ -22,7 +22,7 @@ type request struct {
 	// collecting its rows. Backend loop only.
 	own ownQuery
 	// reparsed: sqlcache sent a Parse of the unnamed statement ahead of
-	// this batch (unnamedToReparse); its ParseComplete, the first of the
+	// this batch (ensureRequest); its ParseComplete, the first of the
 	// reply, is not relayed. Backend loop only, once queued.
 	reparsed bool
 	// closedUnnamed: sqlcache sent Close S "" ahead of this batch
@@ -31,8 +31,9 @@ type request struct {
 	// parses: (mu) the Parses this request sent, in order, with what
 	// each replaced (failedParses). parsed: backend loop, how many
 	// ParseCompletes came back.
-	parses []parseUndo
-	parsed int
+	parses    []parseUndo
+	parsesBuf [1]parseUndo // parses' first array
+	parsed    int
 	// inTx: the session was in a transaction block when this was sent.
 	inTx bool
 
@@ -104,6 +105,14 @@ func (r *request) classify(p *plan, row *cache.Row, bound []cachepolicy.SessionE
 	}
 }
 
+// unreadableRequest is a request for something that may change anything
+// (request.unreadable): a FunctionCall.
+func unreadableRequest() *request {
+	r := &request{}
+	r.unreadable()
+	return r
+}
+
 // ranDDL reports r.catalogChange, read under mu.
 func (r *request) ranDDL(mu *sync.Mutex) bool {
 	mu.Lock()
@@ -111,8 +120,9 @@ func (r *request) ranDDL(mu *sync.Mutex) bool {
 	return r.catalogChange
 }
 
-// unreadable records a statement sqlcache could not read (too large, or
-// malformed): it may change anything, the session's settings included.
+// unreadable records a statement sqlcache could not read (too large,
+// malformed, of a prepared statement it does not know, a FunctionCall):
+// it may change anything, the session's settings included.
 // The caller holds s.mu if r is queued.
 func (r *request) unreadable() {
 	r.invalidateAll, r.mayWrite = true, true

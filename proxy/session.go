@@ -49,6 +49,7 @@ type session struct {
 	reported [][2]string       // ParameterStatus during the handshake
 	db       string            // database name, for invalidation
 	epoch    *atomic.Uint64    // the planner's epoch counter of db
+	checks   *atomic.Uint64    // the planner's count of db's access checks begun
 	changes  *atomic.Uint64    // the planner's count of db's catalog changes
 
 	cr *pgwire.Reader // client reader: client loop only
@@ -96,8 +97,9 @@ type session struct {
 	keyBuf        []byte
 	cur           *request // the extended batch being relayed, until its Sync (or Query)
 	// unnamedStale: the backend holds an unnamed statement that the
-	// client has seen destroyed (a Query answered from the cache).
-	unnamedStale bool
+	// client has seen destroyed (a Query answered from the cache);
+	// backendUnnamed: it may hold one. Client loop only.
+	unnamedStale, backendUnnamed bool
 	// undo: (mu) Parses PostgreSQL did not carry out, for the client
 	// loop to undo (failedParses); undoPending says there are some.
 	undo        []parseUndo
@@ -108,23 +110,24 @@ type session struct {
 
 	stream *pglogical.Stream // the database's change stream; nil without one
 
-	// Backend loop only.
-	sawFatal   bool
-	txMayWrite bool // the open transaction ran something that may write
-	txCatalog  bool // the open transaction ran DDL (backend loop)
-	// txRoleDefaults: the open transaction changed the settings sessions
-	// log in with (backend loop).
-	txRoleDefaults bool
-	loginAt        time.Time // (mu) when the session's backend was ready
-	parsedAtBuf    [8]byte   // tryBatch's scratch
+	loginAt time.Time // (mu) when the session's backend was ready
 	// loginSuspect: (mu) the settings sessions log in with changed while
 	// this one logged in (Proxy.loginDefaultsSeen).
 	loginSuspect bool
-	txWrites     map[string]struct{}    // tables written in the open transaction
-	txRows       map[cache.Row]struct{} // rows written in the open transaction
-	txAll        bool                   // the open transaction may have changed anything
-	txScratchW   []string               // txWrites as a slice, reused
-	txScratchR   []cache.Row            // txRows as a slice, reused
+	parsedAtBuf  [8]byte // tryBatch's scratch; client loop only
+
+	// Backend loop only.
+	sawFatal   bool
+	txMayWrite bool // the open transaction ran something that may write
+	txCatalog  bool // the open transaction ran DDL
+	// txRoleDefaults: the open transaction changed the settings sessions
+	// log in with.
+	txRoleDefaults bool
+	txWrites       map[string]struct{}    // tables written in the open transaction
+	txRows         map[cache.Row]struct{} // rows written in the open transaction
+	txAll          bool                   // the open transaction may have changed anything
+	txScratchW     []string               // txWrites as a slice, reused
+	txScratchR     []cache.Row            // txRows as a slice, reused
 	// Logged once: that the session's settings became unknown, that
 	// reading them back failed (backend loop only).
 	settingsLostLogged   bool
@@ -166,6 +169,7 @@ func (s *session) run() error {
 	}
 	s.epoch = s.p.planner.epoch(s.db)
 	s.changes = s.p.planner.catalogChanges(s.db)
+	s.checks = s.p.planner.checkSeq(s.db)
 	if s.p.streams != nil && s.p.cacheEnabled {
 		s.stream = s.p.streams.get(s.db)
 	}
@@ -269,9 +273,9 @@ func (s *session) clientLoop() error {
 			if r := s.cur; r != nil {
 				s.cur = nil
 				s.mu.Lock()
-				r.invalidateAll, r.mayWrite = true, true
+				r.unreadable()
 				s.mu.Unlock()
-			} else if !s.readBackIfNeeded() || !s.push(&request{invalidateAll: true}) {
+			} else if !s.readBackIfNeeded() || !s.push(unreadableRequest()) {
 				return errHandled
 			}
 		case pgwire.MsgTerminate:

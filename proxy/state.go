@@ -22,8 +22,8 @@ type sessionState struct {
 	digest [cachepolicy.DigestSize]byte
 	// unknown: the session changed its state in a way sqlcache could not
 	// follow (set_config, SET inside a transaction or a failed batch): it
-	// bypasses the cache until its settings are read back (readBackSQL),
-	// DISCARD ALL or RESET ALL.
+	// bypasses the cache until its settings are read back (readBackSQL)
+	// or DISCARD ALL.
 	unknown bool
 	// recheck: a read-back is due, the state having been left unknown
 	// by a statement since the last one.
