@@ -102,6 +102,19 @@ type RelRef struct {
 
 var errNUL = errors.New("parse: NUL byte in query")
 
+// SetsTransaction reports whether the string sets its transaction's
+// characteristics or snapshot (SET TRANSACTION …, SET transaction_isolation
+// …), which PostgreSQL refuses once the transaction has run a query.
+func (a *Analysis) SetsTransaction() bool {
+	for _, e := range a.Session {
+		switch e.Name {
+		case "transaction_isolation", "transaction_read_only", "transaction_deferrable", "transaction_snapshot":
+			return true
+		}
+	}
+	return false
+}
+
 // prepared records the prepared statements stmt makes or drops, and
 // whether it changes the settings sessions start with.
 func (a *Analysis) prepared(stmt *pg_query.Node) {

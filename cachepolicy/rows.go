@@ -123,7 +123,8 @@ func readRows(sel *pg_query.SelectStmt, sc *scan) []RowParam {
 		return nil
 	}
 	rv := sel.GetFromClause()[0].GetRangeVar()
-	if rv == nil {
+	if rv == nil || len(rv.GetAlias().GetColnames()) > 0 {
+		// FROM t AS x(a, b) renames columns: x's id need not be t's.
 		return nil
 	}
 	return rowFilters(sel.GetWhereClause(), rv.GetRelname(), rv.GetAlias().GetAliasname())

@@ -55,7 +55,8 @@ func TestDecideRow(t *testing.T) {
 		{`SELECT abalance FROM accounts WHERE aid = NULL`, nil},
 		{`SELECT abalance FROM accounts WHERE aid = $1::int`, nil},
 		{`SELECT abalance FROM accounts WHERE abalance = $1`, nil},
-		{`SELECT abalance FROM accounts a WHERE accounts.aid = $1`, nil}, // not a's column
+		{`SELECT abalance FROM accounts a WHERE accounts.aid = $1`, nil},     // not a's column
+		{`SELECT abalance FROM accounts AS a(bid, aid) WHERE aid = $1`, nil}, // a's aid is accounts' second column
 		{`SELECT abalance FROM accounts WHERE aid = $1 AND abalance > (SELECT avg(abalance) FROM accounts)`, nil},
 		{`SELECT abalance, (SELECT 1) FROM accounts WHERE aid = $1`, nil},
 		{`SELECT abalance FROM accounts, branches WHERE aid = $1`, nil},

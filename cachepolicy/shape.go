@@ -60,7 +60,8 @@ func Reuse(a *Analysis, sh *Shape) (*Analysis, bool) {
 	sql := sh.sql
 	if !a.Candidate || a.Statements != 1 || len(a.Session) > 0 ||
 		slices.ContainsFunc(a.RowParams, func(p RowParam) bool { return !isConst(p) }) ||
-		mentionsClockWord(sql) || strings.ContainsAny(sql, "$\x00") || !utf8.ValidString(sql) ||
+		mentionsClockWord(sql) || strings.ContainsAny(sql, "$\x00\\") || hasContinuation(sql) ||
+		containsFold(sql, "uescape") || !utf8.ValidString(sql) ||
 		len(a.Lexemes) == 0 || !slices.Equal(sh.lexemes, a.Lexemes) {
 		// Analyze rejects a NUL byte and invalid UTF-8.
 		return nil, false
@@ -110,6 +111,42 @@ func mentionsClockWord(sql string) bool {
 					return true
 				}
 			}
+		}
+	}
+	return false
+}
+
+// hasContinuation reports a quote followed by white space holding a
+// newline and another quote: two string constants PostgreSQL joins into
+// one ('n'<newline>'ow' is 'now'), so that the words in the text are not
+// the words of the constants. A backslash (E'\x6eow') and UESCAPE hide
+// words the same way; Reuse leaves all three to a full analysis.
+func hasContinuation(sql string) bool {
+	for i := strings.IndexByte(sql, '\''); i >= 0 && i < len(sql); {
+		j := i + 1
+		newline := false
+		for j < len(sql) && strings.IndexByte(" \t\n\r\f\v", sql[j]) >= 0 {
+			newline = newline || sql[j] == '\n' || sql[j] == '\r'
+			j++
+		}
+		if newline && j < len(sql) && sql[j] == '\'' {
+			return true
+		}
+		k := strings.IndexByte(sql[i+1:], '\'')
+		if k < 0 {
+			return false
+		}
+		i += 1 + k
+	}
+	return false
+}
+
+// containsFold reports whether sql contains word (lower case ASCII) in any
+// case.
+func containsFold(sql, word string) bool {
+	for i := 0; i+len(word) <= len(sql); i++ {
+		if sql[i]|0x20 == word[0] && strings.EqualFold(sql[i:i+len(word)], word) {
+			return true
 		}
 	}
 	return false

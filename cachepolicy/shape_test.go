@@ -27,6 +27,10 @@ func TestShapeReuse(t *testing.T) {
 		{"keyword case", `SELECT v FROM t WHERE id = 1`, `select v from t where id = 1`, false, false},
 		{"clock literal", `SELECT v FROM t WHERE at < '2024-01-01'`, `SELECT v FROM t WHERE at < 'now'`, true, false},
 		{"clock word in text", `SELECT v FROM t WHERE name = 'a'`, `SELECT v FROM t WHERE name = 'Today'`, true, false},
+		// Words the text hides: an escape, a continued string, UESCAPE.
+		{"clock word escaped", `SELECT v FROM t WHERE at < E'2024-01-01'`, `SELECT v FROM t WHERE at < E'\x6eow'`, true, false},
+		{"clock word continued", `SELECT v FROM t WHERE at < 'a'` + "\n" + `'b'`, `SELECT v FROM t WHERE at < 'n'` + "\n" + `'ow'`, true, false},
+		{"clock word with UESCAPE", `SELECT v FROM t WHERE at < U&'a' UESCAPE '!'`, `SELECT v FROM t WHERE at < U&'!006eow' UESCAPE '!'`, true, false},
 		{"explain analyze option", `EXPLAIN (ANALYZE false) DELETE FROM t`, `EXPLAIN (ANALYZE true) DELETE FROM t`, false, false},
 		{"set value", `SET search_path = a`, `SET search_path = b`, false, false},
 		{"set constant", `SET statement_timeout = 1`, `SET statement_timeout = 2`, true, false},

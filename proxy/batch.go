@@ -287,7 +287,7 @@ func (s *session) ensureRequest(fill *fillState) bool {
 	if s.cur != nil {
 		return true
 	}
-	if !s.readBackIfNeeded() || !s.readDefaultsIfNeeded(s.batchOpensBlock) {
+	if !s.snapshotIfHits(nil) || !s.readBackIfNeeded() || !s.readDefaultsIfNeeded(s.batchOpensBlock) {
 		return false
 	}
 	uses, parses := s.batchUsesUnnamed()

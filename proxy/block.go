@@ -120,6 +120,9 @@ type blockState struct {
 	idleTimeout time.Duration
 	changes     uint64    // the database's catalog changes when it opened
 	lastReady   time.Time // the backend's last ReadyForQuery in it
+	// hits: reads in it were answered from the cache, which PostgreSQL
+	// did not see take a snapshot (snapshotIfHits).
+	hits bool
 }
 
 // blockWhyLocked returns why the open block's reads may not use the cache,
@@ -291,6 +294,73 @@ func (s *session) blockWhy() string {
 	defer s.mu.Unlock()
 	return s.blockWhyLocked()
 }
+
+// blockHit is blockWhy for a read about to be answered from the cache in
+// the block: if it may be, the block has had a hit.
+func (s *session) blockHit() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	why := s.blockWhyLocked()
+	if why == "" {
+		s.block.hits = true
+	}
+	return why
+}
+
+// snapshotIfHits sends, ahead of a request that sets the transaction's
+// characteristics (a, or the batch being relayed if a is nil), a query
+// of sqlcache's own that takes a snapshot, when reads in the block were
+// answered from the cache: PostgreSQL refuses SET TRANSACTION after a
+// query (25001), and the block must not become read-write or repeatable
+// read after reads the client saw answered. It returns false if the
+// session closed instead. Client loop only.
+func (s *session) snapshotIfHits(a *cachepolicy.Analysis) bool {
+	if !s.p.cacheEnabled {
+		return true
+	}
+	s.mu.Lock()
+	hits := s.block.hits
+	s.mu.Unlock()
+	if !hits {
+		return true
+	}
+	if a != nil && !a.SetsTransaction() || a == nil && !s.batchSetsTransaction() {
+		return true
+	}
+	s.mu.Lock()
+	s.block.hits = false
+	s.mu.Unlock()
+	return s.sendOwnQuery(snapshotQuery{}, snapshotMsg)
+}
+
+// batchSetsTransaction reports whether a statement the batch parses or
+// binds sets the transaction's characteristics. Client loop only.
+func (s *session) batchSetsTransaction() bool {
+	b := &s.batch
+	for i := range b.msgs {
+		switch b.msgs[i].typ {
+		case pgwire.MsgParse:
+			if p, err := pgwire.ParseParse(b.body(i)); err == nil && (*s.sqlPlan(p.Query)).analysis.SetsTransaction() {
+				return true
+			}
+		case pgwire.MsgBind:
+			if bind, err := pgwire.ParseBind(b.body(i)); err == nil {
+				if st := s.stmts[string(bind.Statement)]; st != nil && (*st.plan).analysis.SetsTransaction() {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// snapshotQuery is snapshotIfHits' query; its reply is not looked at.
+type snapshotQuery struct{}
+
+var snapshotMsg = pgwire.AppendQuery(nil, "SELECT 1")
+
+func (snapshotQuery) row(pgwire.Message)                         {}
+func (snapshotQuery) finish(*session, *request, pgwire.TxStatus) {}
 
 // blockMayStayAnswerable reports whether the batch being relayed may leave
 // the session in an answerable block: it opens one, or the session is in

@@ -149,7 +149,7 @@ func (s *session) query(msg pgwire.Message) error {
 		r.unreadable()
 	}
 	opens := func() bool { return held != nil && (*held).analysis.OpensBlock }
-	if !s.readBackIfNeeded() || !s.readDefaultsIfNeeded(opens) || !s.push(r) {
+	if held != nil && !s.snapshotIfHits((*held).analysis) || !s.readBackIfNeeded() || !s.readDefaultsIfNeeded(opens) || !s.push(r) {
 		if fill != nil {
 			s.p.store.Abort(fill.f)
 		}
@@ -329,7 +329,7 @@ func (s *session) lookup(held **plan, key []byte, hs hitState, prefix []byte, pa
 				// Waits since hs was read (the catalog, the change
 				// stream, another session's fill) may have taken the
 				// block past half its idle timeout.
-				if why := s.blockWhy(); why != "" {
+				if why := s.blockHit(); why != "" {
 					m.bypasses.WithLabelValues(why).Inc()
 					return false, nil
 				}

@@ -626,7 +626,9 @@ const commentPattern = `'--[^\n]*|/[*]([^*]|[*]+[^*/])*[*]+/'`
 // functionsSQL), as rows of the name, the function's OID and the OID the
 // name's watch lists. An aggregate stands for its support functions too:
 // pg_proc calls every aggregate immutable, whatever its transition or
-// final function does.
+// final function does. A cast to a domain stands for its base type's
+// input function ('rx'::regdom, a domain over regclass, looks a name up
+// in the catalog as regclassin does).
 const namedFuncs = `    SELECT p.proname::text, p.oid, p.oid FROM pg_catalog.pg_proc p WHERE p.proname = ANY($1)
   UNION ALL
     SELECT p.proname::text, f.fn, p.oid
@@ -640,7 +642,11 @@ const namedFuncs = `    SELECT p.proname::text, p.oid, p.oid FROM pg_catalog.pg_
   UNION ALL
     SELECT '` + cachepolicy.CastPrefix + `' || t.typname, c.castfunc, c.oid
     FROM pg_catalog.pg_cast c JOIN pg_catalog.pg_type t ON t.oid = c.casttarget
-    WHERE '` + cachepolicy.CastPrefix + `' || t.typname = ANY($1) AND c.castfunc <> 0`
+    WHERE '` + cachepolicy.CastPrefix + `' || t.typname = ANY($1) AND c.castfunc <> 0
+  UNION ALL
+    SELECT '` + cachepolicy.CastPrefix + `' || t.typname, b.typinput::oid, t.oid
+    FROM pg_catalog.pg_type t JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype
+    WHERE '` + cachepolicy.CastPrefix + `' || t.typname = ANY($1) AND t.typtype = 'd'`
 
 // tempFunc is SQL for whether function alias is temporary (in a session's
 // pg_temp schema): such functions are not watched.

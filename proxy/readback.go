@@ -115,6 +115,7 @@ type ownQuery interface {
 var (
 	_ ownQuery = (*readBack)(nil)
 	_ ownQuery = (*txDefaultsRead)(nil)
+	_ ownQuery = snapshotQuery{}
 )
 
 // sendOwnQuery queues a request for q and writes q's Query message msg.
