@@ -177,6 +177,12 @@ func analyze(sql string, sh *Shape) *Analysis {
 	}
 	a.Writes = sortedUnique(a.Writes)
 	a.Calls = sortedUnique(a.Calls)
+	if slices.Contains(a.Calls, "pg_reload_conf") {
+		// New server defaults apply from the next statement on (the
+		// default isolation of blocks among them): as after DDL, what
+		// sessions know of them is read again.
+		a.CatalogChange = true
+	}
 	if len(stmts) == 1 {
 		a.OpensBlock = opensBlock(stmts[0].GetStmt())
 		a.RowWrites = writeRows(stmts[0].GetStmt())

@@ -459,6 +459,14 @@ var sessionTests = []struct {
 	{"CREATE FUNCTION f() RETURNS int SET search_path = x LANGUAGE sql AS 'SELECT 1'", nil},
 }
 
+func TestAnalyzeReloadConf(t *testing.T) {
+	for _, sql := range []string{"SELECT pg_reload_conf()", "SELECT pg_catalog.pg_reload_conf()"} {
+		if !cachepolicy.Analyze(sql).CatalogChange {
+			t.Errorf("Analyze(%q).CatalogChange = false; want true: server defaults change", sql)
+		}
+	}
+}
+
 func TestAnalyzeTransaction(t *testing.T) {
 	for _, tt := range []struct {
 		sql  string
