@@ -349,6 +349,14 @@ func (s *session) lookup(held **plan, key []byte, hs hitState, prefix []byte, pa
 			return false, nil
 		}
 		f := s.begin(p, key, params)
+		if !f.Leader() && hs.status == pgwire.TxActive {
+			// Another session is fetching it, but this one is in a
+			// block, whose locks may be what that fill waits behind:
+			// relayed, as PostgreSQL would answer it at once.
+			store.Abort(f)
+			m.misses.Inc()
+			return false, nil
+		}
 		if !f.Leader() && !waited {
 			// Another session is fetching this very answer: wait for
 			// it rather than ask the backend twice.

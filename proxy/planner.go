@@ -39,6 +39,10 @@ type plan struct {
 	// writesOnly: (decided) the statements write, and change nothing but
 	// the relations they name (cachepolicy.WritesOnlyNamed).
 	writesOnly bool
+	// writeBases: (decided) the relations the views among the tables it
+	// writes read: a write through an automatically updatable view
+	// writes them.
+	writeBases []string
 	// writeRow: (decided) the statement writes one row of one table,
 	// picked by its primary key (cachepolicy.WriteRow).
 	writeRow *cachepolicy.RowRead
@@ -400,6 +404,7 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 				return np
 			}
 			np.setsSettings = setter
+			np.writeBases = viewBases(writes, facts)
 			if pl.streamed && !ddl {
 				np.writesOnly = cachepolicy.WritesOnlyNamed(a, facts)
 				if r, ok := cachepolicy.WriteRow(a, facts); ok {
@@ -454,6 +459,20 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 	}
 	pl.keep(db, np)
 	return np
+}
+
+// viewBases returns the relations that the views among writes read, as
+// facts describe them.
+func viewBases(writes []string, facts cachepolicy.Facts) []string {
+	var bases []string
+	for _, w := range writes {
+		for _, ri := range facts.Relations[w] {
+			if ri.Kind == 'v' {
+				bases = append(bases, ri.Base...)
+			}
+		}
+	}
+	return bases
 }
 
 func (pl *planner) shapeDecision(k shapeKey) (shapeDecision, bool) {

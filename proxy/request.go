@@ -77,6 +77,9 @@ func (r *request) classify(p *plan, row *cache.Row, bound []cachepolicy.SessionE
 		r.rows = append(r.rows, *row)
 	} else {
 		r.writes = append(r.writes, a.Writes...)
+		if p.decided {
+			r.writes = append(r.writes, p.writeBases...)
+		}
 	}
 	r.unparsed = r.unparsed || a.ParseError != nil
 	// A SELECT whose functions were found cacheable cannot write, and

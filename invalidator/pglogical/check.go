@@ -194,11 +194,13 @@ type publication struct {
 	missing                                   bool
 	allTables                                 bool
 	insert, update, delete, truncate, viaRoot bool
+	// version is the row's xmin: any ALTER PUBLICATION gives it another.
+	version string
 }
 
 func inspectPublication(ctx context.Context, conn *pgconn.PgConn, name string) (publication, error) {
 	row, ok, err := queryRow(ctx, conn, "SELECT "+publicationColumns+
-		" FROM pg_catalog.pg_publication p WHERE p.pubname = "+quoteLiteral(name), 6)
+		" FROM pg_catalog.pg_publication p WHERE p.pubname = "+quoteLiteral(name), 7)
 	if err != nil {
 		return publication{}, fmt.Errorf("reading publication %q: %w", name, err)
 	}
@@ -209,7 +211,7 @@ func inspectPublication(ctx context.Context, conn *pgconn.PgConn, name string) (
 }
 
 // publicationColumns are what publicationFrom reads, of pg_publication p.
-const publicationColumns = "p.puballtables, p.pubinsert, p.pubupdate, p.pubdelete, p.pubtruncate, p.pubviaroot"
+const publicationColumns = "p.puballtables, p.pubinsert, p.pubupdate, p.pubdelete, p.pubtruncate, p.pubviaroot, p.xmin::text"
 
 // publicationFrom reads the publicationColumns of row; all NULL (no such
 // publication) is a missing one.
@@ -218,7 +220,7 @@ func publicationFrom(row []string) publication {
 		return publication{missing: true}
 	}
 	t := func(i int) bool { return row[i] == "t" }
-	return publication{allTables: t(0), insert: t(1), update: t(2), delete: t(3), truncate: t(4), viaRoot: t(5)}
+	return publication{allTables: t(0), insert: t(1), update: t(2), delete: t(3), truncate: t(4), viaRoot: t(5), version: row[6]}
 }
 
 // createPublicationSQL is what CreatePublication runs, for the publication

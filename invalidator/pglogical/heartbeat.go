@@ -2,6 +2,7 @@ package pglogical
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -55,6 +56,12 @@ func (s *Stream) heartbeats(ctx context.Context, jobs <-chan beatKind, results c
 	}
 }
 
+// errPublicationAltered is a heartbeat's finding that the publication was
+// altered since the stream's session began, even if it looks as before:
+// changes sent meanwhile may have been left out. The session ends, and
+// the next starts with a Reset.
+var errPublicationAltered = errors.New("the publication was altered while the stream ran; changes in between may have gone unsent")
+
 func (s *Stream) heartbeat(ctx context.Context, kind beatKind) beatResult {
 	ctx, cancel := context.WithTimeout(ctx, beatTimeout)
 	defer cancel()
@@ -90,7 +97,7 @@ func (s *Stream) heartbeatOnce(ctx context.Context, kind beatKind) beatResult {
 	// it would leave changes unsent without a word from the server.
 	res.t0 = time.Now()
 	row, _, err := queryRow(ctx, s.hb, "SELECT pg_catalog.pg_current_wal_insert_lsn(), "+publicationColumns+
-		" FROM (SELECT) x LEFT JOIN pg_catalog.pg_publication p ON p.pubname = "+quoteLiteral(s.cfg.Publication), 7)
+		" FROM (SELECT) x LEFT JOIN pg_catalog.pg_publication p ON p.pubname = "+quoteLiteral(s.cfg.Publication), 8)
 	if err != nil {
 		res.err = err
 		return res
@@ -100,6 +107,14 @@ func (s *Stream) heartbeatOnce(ctx context.Context, kind beatKind) beatResult {
 		return res
 	} else if res.err = pub.problem(s.cfg.Publication); res.err != nil {
 		return res
+	} else if s.pubVersion != "" && pub.version != s.pubVersion {
+		// Altered and altered back between two heartbeats (publish
+		// less, then all again): pgoutput filtered the changes between
+		// by the publication as it was then, and dropped some.
+		res.err = errPublicationAltered
+		return res
+	} else {
+		s.pubVersion = pub.version
 	}
 	insert, err := parseLSN(row[0])
 	if err != nil {

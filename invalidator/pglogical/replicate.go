@@ -298,10 +298,13 @@ func (r *replication) beatDone(res beatResult) error {
 	r.beatBusy = false
 	if res.err != nil {
 		var setup *SetupError
-		if errors.As(res.err, &setup) {
+		if errors.As(res.err, &setup) || errors.Is(res.err, errPublicationAltered) {
 			// The publication changed under the stream: what it sends
 			// can no longer be trusted. End the session; the next one's
-			// setup reports the problem until an operator fixes it.
+			// setup reports the problem until an operator fixes it, and
+			// it starts with a Reset, even on a permanent slot, whose
+			// changes meanwhile were decoded by the altered publication.
+			r.s.resetNext = true
 			return res.err
 		}
 		if res.kind == beatMeasure {

@@ -39,10 +39,11 @@ func (s *Stream) session() (wasFresh bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if sl.created {
+	if sl.created || s.resetNext {
 		s.cfg.Handler.Reset(s.cfg.Database)
 		s.updateStatus(func(st *Status) { st.Resets++ })
-		s.log.Debug("reset: changes before the new slot may have been missed", "slot", sl.name)
+		s.log.Debug("reset: changes before the new slot, or while the publication was altered, may have been missed", "slot", sl.name)
+		s.resetNext = false
 	}
 	if err := s.startReplication(conn, sl); err != nil {
 		return false, err
@@ -97,6 +98,9 @@ func (s *Stream) ensurePublication(ctx context.Context, conn *pgconn.PgConn) err
 	if err != nil {
 		return err
 	}
+	// The version the session's heartbeats compare with: set here, before
+	// the slot, or by the first heartbeat for one created now.
+	s.pubVersion = pub.version
 	if !pub.missing {
 		return pub.problem(name)
 	}

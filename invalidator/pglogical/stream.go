@@ -37,13 +37,20 @@ type Stream struct {
 
 	// Owned by the run goroutine, and the heartbeat goroutine of the
 	// current session for hb.
-	dec          *decoder
-	hb           *pgconn.PgConn // the heartbeat connection; nil until needed
-	hbBlockSize  uint64         // the server's wal_block_size
-	streamed     bool           // a session has streamed before
-	slotApplied  uint64         // permanent slot: applied when the last session ended
-	recreateSlot bool           // permanent slot: drop and create it anew
-	lastLogged   string         // the last error logged, to log each once
+	dec         *decoder
+	hb          *pgconn.PgConn // the heartbeat connection; nil until needed
+	hbBlockSize uint64         // the server's wal_block_size
+	// pubVersion is the publication's version (publication.version) when
+	// the session began; set by setup, then read by heartbeats, one after
+	// the other.
+	pubVersion string
+	// resetNext: the last session ended because the publication changed
+	// under it; the next begins with a Reset. Run goroutine only.
+	resetNext    bool
+	streamed     bool   // a session has streamed before
+	slotApplied  uint64 // permanent slot: applied when the last session ended
+	recreateSlot bool   // permanent slot: drop and create it anew
+	lastLogged   string // the last error logged, to log each once
 }
 
 // Status is a Stream's state, for metrics and health checks.
