@@ -48,6 +48,7 @@ type inbound struct {
 // goroutine.
 type replication struct {
 	s     *Stream
+	sl    slot // the session's
 	track tracker
 	beats chan<- beatKind // to the heartbeat goroutine, capacity 1
 	// send sends a status update confirming pos; reply asks for a
@@ -77,7 +78,7 @@ func (s *Stream) replicate(conn *pgconn.PgConn, sl slot) (wasFresh bool, err err
 	wg.Add(2)
 	go func() { defer wg.Done(); receive(ctx, conn, in) }()
 	go func() { defer wg.Done(); s.heartbeats(ctx, beats, results) }()
-	r := &replication{s: s, beats: beats, lastRecv: time.Now(), send: statusSender(conn)}
+	r := &replication{s: s, sl: sl, beats: beats, lastRecv: time.Now(), send: statusSender(conn)}
 	r.track.applied = sl.start
 	s.updateStatus(func(st *Status) { st.AppliedLSN = sl.start })
 	defer func() {
@@ -239,6 +240,12 @@ func (r *replication) advance(lsn uint64) {
 // reached publishes a completed heartbeat. The last error is cleared
 // first, so that whoever sees the stream fresh sees no error with it.
 func (r *replication) reached(t0 time.Time) {
+	if r.s.resetNext {
+		// The session began after the publication changed under the
+		// last one; it streams now, so the Reset is not repeated by a
+		// session that fails to start.
+		r.s.reset("reset: changes while the publication was altered may have been left out", r.sl)
+	}
 	r.s.caughtUp()
 	r.s.setFresh(t0)
 	r.wasFresh = true

@@ -26,6 +26,15 @@ type slot struct {
 	created   bool   // changes before it were not kept for us: Reset
 }
 
+// reset tells the Handler that changes may have been missed; the next
+// session need not again (resetNext).
+func (s *Stream) reset(why string, sl slot) {
+	s.cfg.Handler.Reset(s.cfg.Database)
+	s.updateStatus(func(st *Status) { st.Resets++ })
+	s.log.Debug(why, "slot", sl.name)
+	s.resetNext = false
+}
+
 // session runs one replication connection: connect, set up, Reset if
 // needed, stream. It reports whether the stream became fresh, and why it
 // ended; nil after Close.
@@ -39,11 +48,8 @@ func (s *Stream) session() (wasFresh bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if sl.created || s.resetNext {
-		s.cfg.Handler.Reset(s.cfg.Database)
-		s.updateStatus(func(st *Status) { st.Resets++ })
-		s.log.Debug("reset: changes before the new slot, or while the publication was altered, may have been missed", "slot", sl.name)
-		s.resetNext = false
+	if sl.created {
+		s.reset("reset: changes before the new slot may have been missed", sl)
 	}
 	if err := s.startReplication(conn, sl); err != nil {
 		return false, err
