@@ -83,6 +83,11 @@ type Analysis struct {
 	// to sessions that log in after it commits.
 	RoleDefaults bool
 
+	// BeginOptions: the string holds a BEGIN or START TRANSACTION with
+	// options, which inside a block sets the block's characteristics
+	// (SetsTransaction).
+	BeginOptions bool
+
 	// OpensBlock: the string is one BEGIN or START TRANSACTION that leaves
 	// the block it opens at read committed or at the session's default
 	// isolation level (no ISOLATION LEVEL REPEATABLE READ or SERIALIZABLE).
@@ -106,6 +111,9 @@ var errNUL = errors.New("parse: NUL byte in query")
 // characteristics or snapshot (SET TRANSACTION …, SET transaction_isolation
 // …), which PostgreSQL refuses once the transaction has run a query.
 func (a *Analysis) SetsTransaction() bool {
+	if a.BeginOptions {
+		return true
+	}
 	for _, e := range a.Session {
 		switch e.Name {
 		case "transaction_isolation", "transaction_read_only", "transaction_deferrable", "transaction_snapshot":
@@ -165,7 +173,13 @@ func analyze(sql string, sh *Shape) *Analysis {
 		a.changes(stmt, s.dml)
 		a.Calls = append(a.Calls, s.funcs...)
 		a.Session = append(a.Session, sessionEffects(stmt)...)
-		a.Transaction = a.Transaction || stmt.GetTransactionStmt() != nil
+		if t := stmt.GetTransactionStmt(); t != nil {
+			a.Transaction = true
+			switch t.GetKind() {
+			case pg_query.TransactionStmtKind_TRANS_STMT_BEGIN, pg_query.TransactionStmtKind_TRANS_STMT_START:
+				a.BeginOptions = a.BeginOptions || len(t.GetOptions()) > 0
+			}
+		}
 		a.prepared(stmt)
 		if e, ok := setConfigStatement(stmt); ok {
 			a.Session = append(a.Session, e)

@@ -335,7 +335,12 @@ var loginDefaultsSQL = `SELECT ` + sqlDigest(`coalesce((SELECT string_agg(s::tex
 // read may have either (loginDefaultsSeen).
 func (c *catalog) sawLoginDefaults(digest string, began time.Time) {
 	c.loginMu.Lock()
-	prev, known, since := c.login, c.loginKnown, c.loginReadAt
+	prev, known := c.login, c.loginKnown
+	// The change fell between the two reads, whichever began first.
+	since := c.loginReadAt
+	if began.Before(since) {
+		since = began
+	}
 	if !known || began.After(c.loginReadAt) {
 		c.login, c.loginReadAt, c.loginKnown = digest, began, true
 	}
@@ -350,6 +355,7 @@ func (c *catalog) sawLoginDefaults(digest string, began time.Time) {
 // when sqlcache starts, so that a change before the first access check
 // is seen too.
 func (c *catalog) readLoginDefaults(ctx context.Context) {
+	backoff := 200 * time.Millisecond
 	for {
 		began := time.Now()
 		err := func() error {
@@ -374,8 +380,9 @@ func (c *catalog) readLoginDefaults(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(backoff):
 		}
+		backoff = min(2*backoff, 10*time.Second)
 	}
 }
 

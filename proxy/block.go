@@ -319,7 +319,10 @@ func (s *session) snapshotIfHits(a *cachepolicy.Analysis) bool {
 		return true
 	}
 	s.mu.Lock()
-	hits := s.block.hits
+	// With requests in flight the block may end before this one runs (a
+	// pipelined COMMIT; BEGIN), and a read relayed among them takes a
+	// snapshot of its own.
+	hits := s.block.hits && len(s.queue) == 0 && s.txStatus == pgwire.TxActive
 	s.mu.Unlock()
 	if !hits {
 		return true

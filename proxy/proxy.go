@@ -208,16 +208,6 @@ func (p *Proxy) loginDefaultsSeen(since time.Time) {
 	p.log.Info("the settings sessions log in with changed on the database; sessions that logged in since the last check stop using the cache", "sessions", n)
 }
 
-// startLoginRead reports whether the first read of the settings sessions
-// log in with is yet to start (one per Proxy, whatever its listeners).
-func (p *Proxy) startLoginRead() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	first := !p.loginReadStarted
-	p.loginReadStarted = true
-	return first
-}
-
 // relationsChanged drops database db's cached answers that read a relation
 // of one of names, after another relation of that name was made (or
 // dropped) or the relation was rewritten, and has every decision made
@@ -255,9 +245,15 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		return ErrServerClosed
 	}
 	p.listeners[ln] = struct{}{}
-	p.mu.Unlock()
-	if p.cacheEnabled && p.cfg.ServiceDSN != "" && p.startLoginRead() {
+	// The first read of the settings sessions log in with; added to bg
+	// under mu, before closing can be set and bg waited for.
+	loginRead := p.cacheEnabled && p.cfg.ServiceDSN != "" && !p.loginReadStarted
+	if loginRead {
+		p.loginReadStarted = true
 		p.bg.Add(1)
+	}
+	p.mu.Unlock()
+	if loginRead {
 		go func() {
 			defer p.bg.Done()
 			ctx, cancel := context.WithCancel(context.Background())
