@@ -83,6 +83,10 @@ type Analysis struct {
 	// to sessions that log in after it commits.
 	RoleDefaults bool
 
+	// CopyIn: the string holds a COPY … FROM STDIN, during which
+	// PostgreSQL reads CopyData and ignores Sync and Flush.
+	CopyIn bool
+
 	// BeginOptions: the string holds a BEGIN or START TRANSACTION with
 	// options, which inside a block sets the block's characteristics
 	// (SetsTransaction).
@@ -105,7 +109,62 @@ type RelRef struct {
 	MaybeCTE bool
 }
 
-var errNUL = errors.New("parse: NUL byte in query")
+var (
+	errNUL     = errors.New("parse: NUL byte in query")
+	errTooDeep = errors.New("parse: expression nested too deeply for sqlcache to read")
+)
+
+// maxNesting bounds how deeply a text's expressions may nest before
+// Analyze refuses to parse it: pg_query turns the parse tree into protobuf
+// by recursion, without PostgreSQL's stack depth check, and `SELECT 1+1+…`
+// with some 25,000 terms overflows the C stack, which kills the process.
+// PostgreSQL itself refuses such depths (54001, max_stack_depth) well
+// before; texts shorter than maxNesting bytes cannot nest that deep.
+const maxNesting = 5000
+
+// tooDeep reports whether sql may nest deeper than maxNesting: the depth of
+// its parentheses, plus the longest chain of operators (which nest to the
+// left: 1+1+1) between two commas, semicolons, ANDs, ORs or CASE branches
+// (lists, whose members do not nest). sh, if not nil, holds sql's tokens.
+func tooDeep(sql string, sh *Shape) bool {
+	if len(sql) < maxNesting {
+		return false
+	}
+	var lexemes []Lexeme
+	if sh != nil {
+		lexemes = sh.lexemes
+	} else {
+		var ok bool
+		if lexemes, _, _, ok = lex(sql); !ok {
+			return false // pg_query.Parse reports it
+		}
+	}
+	runs := []int{0} // per open parenthesis: operators since a list separator
+	for _, l := range lexemes {
+		top := len(runs) - 1
+		switch pg_query.Token(l.Kind) {
+		case pg_query.Token_ASCII_40, pg_query.Token_ASCII_91: // ( [
+			runs = append(runs, 0)
+		case pg_query.Token_ASCII_41, pg_query.Token_ASCII_93: // ) ]
+			if top > 0 {
+				runs = runs[:top]
+			}
+		case pg_query.Token_ASCII_44, pg_query.Token_ASCII_59, pg_query.Token_AND, pg_query.Token_OR,
+			pg_query.Token_WHEN, pg_query.Token_THEN, pg_query.Token_ELSE: // , ;
+			runs[top] = 0
+		case pg_query.Token_Op, pg_query.Token_TYPECAST, pg_query.Token_LESS_EQUALS, pg_query.Token_GREATER_EQUALS,
+			pg_query.Token_NOT_EQUALS, pg_query.Token_NOT, pg_query.Token_IS, pg_query.Token_COLLATE,
+			pg_query.Token_ASCII_37, pg_query.Token_ASCII_42, pg_query.Token_ASCII_43, pg_query.Token_ASCII_45,
+			pg_query.Token_ASCII_47, pg_query.Token_ASCII_60, pg_query.Token_ASCII_61, pg_query.Token_ASCII_62,
+			pg_query.Token_ASCII_94: // % * + - / < = > ^
+			runs[top]++
+		}
+		if len(runs)-1+runs[len(runs)-1] > maxNesting {
+			return true
+		}
+	}
+	return false
+}
 
 // SetsTransaction reports whether the string sets its transaction's
 // characteristics or snapshot (SET TRANSACTION …, SET transaction_isolation
@@ -156,6 +215,10 @@ func analyze(sql string, sh *Shape) *Analysis {
 	if strings.IndexByte(sql, 0) >= 0 {
 		// The C parser would stop at the NUL; Postgres rejects the message.
 		return &Analysis{ParseError: errNUL, Reason: "parse error"}
+	}
+	if tooDeep(sql, sh) {
+		return &Analysis{ParseError: errTooDeep, Reason: "parse error", InvalidateAll: true,
+			Session: []SessionEffect{{Kind: Unknown, Value: "a statement nested too deeply to read"}}}
 	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil {

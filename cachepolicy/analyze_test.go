@@ -459,6 +459,29 @@ var sessionTests = []struct {
 	{"CREATE FUNCTION f() RETURNS int SET search_path = x LANGUAGE sql AS 'SELECT 1'", nil},
 }
 
+// TestAnalyzeTooDeep: a text nested deeper than pg_query can serialize
+// (it recurses in C, and overflowing that stack kills the process) is not
+// parsed; a long flat list is.
+func TestAnalyzeTooDeep(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		sql  string
+		deep bool
+	}{
+		{"operator chain", "SELECT 1" + strings.Repeat("+1", 60000), true},
+		{"parentheses", "SELECT " + strings.Repeat("(", 30000) + "1" + strings.Repeat(")", 30000), true},
+		{"casts", "SELECT 1" + strings.Repeat("::int", 30000), true},
+		{"IN list", "SELECT v FROM t WHERE id IN (" + strings.Repeat("1, ", 30000) + "1)", false},
+		{"AND chain", "SELECT v FROM t WHERE " + strings.Repeat("a = 1 AND ", 20000) + "true", false},
+		{"short", "SELECT 1+1+1", false},
+	} {
+		a := cachepolicy.Analyze(tt.sql)
+		if deep := a.ParseError != nil && a.InvalidateAll; deep != tt.deep {
+			t.Errorf("%s: refused as too deep = %v (%v); want %v", tt.name, deep, a.ParseError, tt.deep)
+		}
+	}
+}
+
 func TestAnalyzeReloadConf(t *testing.T) {
 	for _, sql := range []string{"SELECT pg_reload_conf()", "SELECT pg_catalog.pg_reload_conf()"} {
 		if !cachepolicy.Analyze(sql).CatalogChange {

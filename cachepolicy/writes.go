@@ -93,6 +93,7 @@ func (a *Analysis) invalidateAll() {
 func (a *Analysis) copy(s *pg_query.CopyStmt, dml []string) {
 	if s.GetIsFrom() {
 		a.Writes = appendRel(a.Writes, s.GetRelation())
+		a.CopyIn = a.CopyIn || s.GetFilename() == "" && !s.GetIsProgram()
 		return
 	}
 	a.Writes = append(a.Writes, dml...)

@@ -54,6 +54,7 @@ var (
 
 // batchMessage takes Parse, Bind, Describe, Execute or Close.
 func (s *session) batchMessage(msg pgwire.Message) error {
+	s.copyReq = nil // no COPY is under way: the client goes on
 	if msg.Streamed() || len(s.batch.buf)+len(msg.Raw) > batchLimit {
 		// Too big to hold: relay what is held, then this one as it
 		// streams.
@@ -79,6 +80,9 @@ func (s *session) batchMessage(msg pgwire.Message) error {
 // batchFlush takes a Flush: the client waits for what it sent so far.
 func (s *session) batchFlush(msg pgwire.Message) error {
 	s.batch.add(msg.Raw)
+	if s.copyReq != nil && !s.copyEnded && len(s.batch.msgs) == 1 {
+		return s.relayIgnored()
+	}
 	s.batch.open = true
 	return s.forwardBatch()
 }
@@ -87,6 +91,18 @@ func (s *session) batchFlush(msg pgwire.Message) error {
 // a cache can answer is looked up; anything else is relayed.
 func (s *session) batchSync(msg pgwire.Message) error {
 	s.batch.add(msg.Raw)
+	if s.copyReq != nil && len(s.batch.msgs) == 1 {
+		if !s.copyEnded {
+			// Sent during the copy: PostgreSQL ignores it.
+			return s.relayIgnored()
+		}
+		if r := s.copyEnds(); r != nil {
+			// The Sync that ends an extended-protocol COPY FROM STDIN:
+			// its ReadyForQuery answers the request of the COPY.
+			s.cur = r
+		}
+	}
+	s.copyReq, s.copyEnded = nil, false
 	var fill *fillState
 	if !s.batch.open && s.p.cacheEnabled {
 		hit, f := s.tryBatch()
@@ -102,6 +118,30 @@ func (s *session) batchSync(msg pgwire.Message) error {
 	s.batch.open = false
 	err := s.forwardBatchFill(fill)
 	s.cur = nil
+	return err
+}
+
+// copyEnds returns the request of the extended-protocol COPY FROM STDIN
+// that the Sync just held ends, if it still awaits its ReadyForQuery (a
+// COPY that failed before its data had it at its own Sync). Client loop
+// only.
+func (s *session) copyEnds() *request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != nil || !slices.Contains(s.queue, s.copyReq) {
+		return nil
+	}
+	return s.copyReq
+}
+
+// relayIgnored relays the one message held, a Sync or Flush sent during
+// an extended-protocol COPY FROM STDIN, which PostgreSQL ignores: no
+// request awaits a reply to it.
+func (s *session) relayIgnored() error {
+	b := &s.batch
+	_, err := s.bw.Write(b.buf)
+	s.nToBackend += len(b.buf)
+	b.clear()
 	return err
 }
 
@@ -490,6 +530,11 @@ func (s *session) track(typ byte, body []byte) {
 			if r, ok := s.portalRows[string(portal)]; ok && (*st.plan).writeRow != nil {
 				row = &r
 			}
+		}
+		if st != nil && (*st.plan).analysis.CopyIn {
+			// PostgreSQL ignores the Syncs the client sends during the
+			// copy: the ReadyForQuery after it ends this request.
+			s.copyReq = s.cur
 		}
 		s.mu.Lock()
 		if err != nil || st == nil {

@@ -104,6 +104,7 @@ func (s *session) query(msg pgwire.Message) error {
 	if err := s.forwardBatch(); err != nil {
 		return err
 	}
+	s.copyReq = nil
 	if s.cur != nil {
 		return s.queryInBatch(msg)
 	}
@@ -370,7 +371,7 @@ func (s *session) lookup(held **plan, key []byte, hs hitState, prefix []byte, pa
 			continue
 		}
 		m.misses.Inc()
-		return false, &fillState{f: f, max: s.p.maxEntryBytes, begun: time.Now()}
+		return false, &fillState{f: f, store: store, max: s.p.maxEntryBytes, begun: time.Now()}
 	}
 }
 

@@ -148,8 +148,9 @@ func appendEffects(dst, effects []cachepolicy.SessionEffect) []cachepolicy.Sessi
 // fillState captures a miss's answer as it is relayed: the messages from
 // the RowDescription (or first DataRow) through the CommandComplete.
 type fillState struct {
-	f   *cache.Fill
-	buf []byte
+	f     *cache.Fill
+	store *cache.Store // f's
+	buf   []byte
 	// pooled holds buf's array while it is in use, to go back to
 	// fillBufs (release).
 	pooled  *[]byte
@@ -199,6 +200,12 @@ func (f *fillState) capture(typ byte, raw []byte) {
 
 func (f *fillState) abort() {
 	f.aborted = true
+	// Sessions waiting for this answer need not wait for the rest of a
+	// reply that will not be stored (a large one may take long, or wait
+	// for a client that does not read).
+	if f.store != nil {
+		f.store.Abort(f.f)
+	}
 	f.release()
 }
 

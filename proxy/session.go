@@ -23,6 +23,14 @@ const writeBufferSize = 32 << 10
 // errClientTerminated means the client sent Terminate.
 var errClientTerminated = errors.New("client terminated")
 
+// maxInFlight bounds the requests a session has sent and not yet had
+// answered (session.push).
+const maxInFlight = 4096
+
+// smallMessageLimit is PostgreSQL's PQ_SMALL_MESSAGE_LIMIT, the longest
+// body it reads for a Sync or a Flush.
+const smallMessageLimit = 10000
+
 // session is one client connection and its backend connection.
 //
 // Two goroutines move messages: the client loop (client → backend, the
@@ -66,8 +74,12 @@ type session struct {
 	// queueBuf is queue's array from its start, to which an emptied queue
 	// returns, so that a session does not allocate one per request.
 	queueBuf []*request
-	txStatus pgwire.TxStatus
-	state    *sessionState
+	// queueRoom is signalled when a push waits for room in queue
+	// (maxInFlight) and the backend loop pops, or the session closes.
+	queueRoom   sync.Cond
+	pushWaiting bool
+	txStatus    pgwire.TxStatus
+	state       *sessionState
 	// rywAfter: the session committed something that may have written;
 	// its next cache hit waits until the change stream has applied
 	// everything committed before this time (effects of triggers and
@@ -104,6 +116,11 @@ type session struct {
 	// loop to undo (failedParses); undoPending says there are some.
 	undo        []parseUndo
 	undoPending atomic.Bool
+	// copyReq: the request of an extended-protocol COPY FROM STDIN whose
+	// copy may be under way; copyEnded: the client ended it since.
+	// Client loop only (copyEnds).
+	copyReq   *request
+	copyEnded bool
 	// nonStandardStrings: the backend reports standard_conforming_strings
 	// off (unreadable).
 	nonStandardStrings atomic.Bool
@@ -139,7 +156,7 @@ type session struct {
 
 func newSession(p *Proxy, conn net.Conn) *session {
 	id := p.nextID.Add(1)
-	return &session{
+	s := &session{
 		p:             p,
 		id:            id,
 		log:           p.log.With("session", id, "client", conn.RemoteAddr().String()),
@@ -154,6 +171,8 @@ func newSession(p *Proxy, conn net.Conn) *session {
 		txWrites:      make(map[string]struct{}),
 		txRows:        make(map[cache.Row]struct{}),
 	}
+	s.queueRoom.L = &s.mu
+	return s
 }
 
 // run relays until either side ends, then closes both.
@@ -234,6 +253,13 @@ func (s *session) clientLoop() error {
 		if s.undoPending.Load() {
 			s.undoParses()
 		}
+		if msg.Len > smallMessageLimit && (msg.Type == pgwire.MsgSync || msg.Type == pgwire.MsgFlush) {
+			// Bodiless messages: PostgreSQL allows them PQ_SMALL_MESSAGE_LIMIT
+			// and closes the connection past it.
+			s.p.metrics.clientsRejected.WithLabelValues("bad_message").Inc()
+			s.sendFatal(codeProtocolViolation, fmt.Sprintf("invalid message length %d for message type %q", msg.Len, msg.Type))
+			return errHandled
+		}
 		switch msg.Type {
 		case pgwire.MsgQuery:
 			m.querySimple.Inc()
@@ -265,6 +291,8 @@ func (s *session) clientLoop() error {
 			return err
 		}
 		switch msg.Type {
+		case pgwire.MsgCopyDone, pgwire.MsgCopyFail:
+			s.copyEnded = s.copyReq != nil
 		case pgwire.MsgFunctionCall:
 			m.queryFunction.Inc()
 			// A function call may write anything. After extended
@@ -469,6 +497,24 @@ func (s *session) sendFatal(code, message string) {
 func (s *session) push(r *request) bool {
 	r.start = time.Now()
 	s.mu.Lock()
+	if len(s.queue) >= maxInFlight && !s.closed {
+		// What the backend is to answer must reach it first. A write
+		// error surfaces at the next flush.
+		s.mu.Unlock()
+		s.flushBackend()
+		s.mu.Lock()
+	}
+	for len(s.queue) >= maxInFlight && !s.closed {
+		// A client that pipelines without reading: it waits, as its
+		// writes would for PostgreSQL's socket buffers, rather than
+		// sqlcache holding a request per message without bound.
+		s.pushWaiting = true
+		s.queueRoom.Wait()
+	}
+	if s.closed {
+		s.mu.Unlock()
+		return false
+	}
 	if s.draining && len(s.queue) == 0 && s.txStatus == pgwire.TxIdle {
 		s.mu.Unlock()
 		s.terminate(codeAdminShutdown, "terminating connection due to administrator command")
@@ -535,6 +581,10 @@ func (s *session) pop(st pgwire.TxStatus) (drainNow, idle bool) {
 	s.txStatus = st
 	idle = len(s.queue) == 0
 	drainNow = s.draining && idle && st == pgwire.TxIdle
+	if s.pushWaiting {
+		s.pushWaiting = false
+		s.queueRoom.Signal()
+	}
 	s.mu.Unlock()
 	if r != nil && !r.swallow {
 		s.p.metrics.relayLatency.Observe(time.Since(r.start).Seconds())
@@ -574,6 +624,7 @@ func (s *session) close() {
 	}
 	s.closed = true
 	client := s.client
+	s.queueRoom.Broadcast()
 	s.mu.Unlock()
 	client.Close()
 	s.closeBackend()
