@@ -35,7 +35,7 @@ func TestRacesPublicationToggle(t *testing.T) {
 		return n
 	}
 	stale := 0
-	const rounds = 10
+	const rounds = 3
 	for i := range rounds {
 		if _, err := admin.Exec(ctx, `INSERT INTO pt VALUES (1, 1) ON CONFLICT DO NOTHING`); err != nil {
 			t.Fatal(err)

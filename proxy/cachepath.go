@@ -364,8 +364,15 @@ func (s *session) lookup(held **plan, key []byte, hs hitState, prefix []byte, pa
 			store.Abort(f)
 			if wait := store.Wait(key); wait != nil {
 				select {
+				case <-s.cancelWait: // one sent before this read began
+				default:
+				}
+				select {
 				case <-wait:
 				case <-time.After(fillWaitLimit):
+				case <-s.cancelWait:
+					s.answerCancelled(prefix, hs.status)
+					return true, nil
 				}
 			}
 			continue
@@ -449,6 +456,17 @@ var (
 	readyIdle    = pgwire.AppendReadyForQuery(nil, pgwire.TxIdle)
 	readyInBlock = pgwire.AppendReadyForQuery(nil, pgwire.TxActive)
 )
+
+// cancelledMsg is the ErrorResponse of a statement cancelled by the client.
+var cancelledMsg = pgwire.AppendError(nil, "ERROR", "57014", "canceling statement due to user request")
+
+// answerCancelled answers a request whose wait for another session's fill
+// the client cancelled, as PostgreSQL answers a cancelled statement: what
+// the batch had done before it (prefix), the error and ReadyForQuery.
+func (s *session) answerCancelled(prefix []byte, st pgwire.TxStatus) {
+	s.p.metrics.bypasses.WithLabelValues("cancelled").Inc()
+	s.answer(prefix, cancelledMsg, st)
+}
 
 // answer writes a cached answer, ending with the ReadyForQuery of status
 // st. A write error is not returned: the answer counts as given (relaying

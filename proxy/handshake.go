@@ -389,10 +389,17 @@ func verifyChain(cs tls.ConnectionState, roots *x509.CertPool) error {
 // unknown keys, so the proxy cannot be used to spray cancels.
 func (p *Proxy) forwardCancel(st pgwire.Startup) {
 	key := string(st.Raw[8:])
-	if p.lookupCancelKey(key) == nil {
+	s := p.lookupCancelKey(key)
+	if s == nil {
 		p.metrics.cancels.WithLabelValues("unknown").Inc()
 		p.log.Debug("cancel request for unknown key", "pid", st.Cancel.ProcessID)
 		return
+	}
+	// A session waiting for another's fill has nothing running on its
+	// backend: the wait ends with the error PostgreSQL would give.
+	select {
+	case s.cancelWait <- struct{}{}:
+	default:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

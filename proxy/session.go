@@ -121,6 +121,9 @@ type session struct {
 	// Client loop only (copyEnds).
 	copyReq   *request
 	copyEnded bool
+	// cancelWait takes a CancelRequest for this session (forwardCancel),
+	// which ends a wait for another session's fill.
+	cancelWait chan struct{}
 	// nonStandardStrings: the backend reports standard_conforming_strings
 	// off (unreadable).
 	nonStandardStrings atomic.Bool
@@ -172,6 +175,7 @@ func newSession(p *Proxy, conn net.Conn) *session {
 		txRows:        make(map[cache.Row]struct{}),
 	}
 	s.queueRoom.L = &s.mu
+	s.cancelWait = make(chan struct{}, 1)
 	return s
 }
 
