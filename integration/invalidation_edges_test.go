@@ -69,7 +69,7 @@ func TestInvalidationGeneratedKey(t *testing.T) {
 	direct := pg.Conn(t)
 	const read = `SELECT id, v FROM g WHERE id = $1`
 	stale := 0
-	const rounds = 20
+	const rounds = 8
 	for i := 1; i <= rounds; i++ {
 		oldKey := i * 10
 		newKey := (i + 1000) * 10
@@ -289,7 +289,7 @@ func TestInvalidationUnloggedPartition(t *testing.T) {
 		rtRows(t, ctx, conn, tc.read)
 		pg.Exec(t, tc.write) // directly on PostgreSQL
 		waitApplied(t, sc)
-		time.Sleep(3 * time.Second) // past max_lag and two catalog checks
+		time.Sleep(2200 * time.Millisecond) // past max_lag and two catalog checks
 		got := rtRows(t, ctx, conn, tc.read)
 		want := rtRows(t, ctx, direct, tc.read)
 		if got != want {

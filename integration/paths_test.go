@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -277,7 +278,7 @@ func TestPathsSyncFlood(t *testing.T) {
 	before := rssKB(t, sc.Cmd.Process.Pid)
 	chunk := bytes.Repeat([]byte{'S', 0, 0, 0, 4}, 1<<16)
 	sent := 0
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(1500 * time.Millisecond)
 	for time.Now().Before(deadline) {
 		c.conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		n, err := c.conn.Write(chunk)
@@ -288,7 +289,13 @@ func TestPathsSyncFlood(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	after := rssKB(t, sc.Cmd.Process.Pid)
-	c.conn.Close() // so that shutdown need not wait for the session
+	c.conn.Close()
+	// Its session ends with it, though it was waiting for room.
+	for deadline := time.Now().Add(5 * time.Second); metricValue(t, sc, "sqlcache_client_connections") > 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the session of a client that closed mid-flood is still open")
+		}
+	}
 	t.Logf("sent %d Syncs unread; sqlcache RSS %d KiB -> %d KiB", sent/5, before, after)
 	if after-before > 64<<10 {
 		t.Errorf("one client that pipelined %d Syncs (%d MB) without reading made sqlcache's RSS grow by %d MiB (README: about 100 KiB per connection for buffers); directly PostgreSQL holds nothing beyond its socket buffers", sent/5, sent>>20, (after-before)>>10)
@@ -315,7 +322,17 @@ func TestPathsCancelWhileWaitingForFill(t *testing.T) {
 			if err := leader.QueryRow(ctx, `SELECT count(*) FROM generate_series(1, 10) g`, pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil {
 				t.Fatal(err)
 			}
-			go leader.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol)
+			leaderDone := make(chan struct{})
+			go func() {
+				defer close(leaderDone)
+				leader.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol)
+			}()
+			defer func() {
+				// Before the connections close (t.Cleanup), which must not
+				// race the leader's query.
+				leader.PgConn().CancelRequest(context.Background())
+				<-leaderDone
+			}()
 			time.Sleep(300 * time.Millisecond)
 			errc := make(chan error, 1)
 			start := time.Now()

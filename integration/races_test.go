@@ -128,7 +128,7 @@ func TestRacesCounter(t *testing.T) {
 	waitApplied(t, sc)
 	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
 	defer cancel()
-	const dur = 8 * time.Second
+	const dur = 5 * time.Second
 	deadline := time.Now().Add(dur)
 	var log counterLog
 	var bad atomic.Int32

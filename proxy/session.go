@@ -78,6 +78,7 @@ type session struct {
 	// (maxInFlight) and the backend loop pops, or the session closes.
 	queueRoom   sync.Cond
 	pushWaiting bool
+	backendDone bool // the backend loop has ended
 	txStatus    pgwire.TxStatus
 	state       *sessionState
 	// rywAfter: the session committed something that may have written;
@@ -197,7 +198,15 @@ func (s *session) run() error {
 		s.stream = s.p.streams.get(s.db)
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.backendLoop() }()
+	go func() {
+		err := s.backendLoop()
+		// A push waiting for room would wait for ever.
+		s.mu.Lock()
+		s.backendDone = true
+		s.queueRoom.Broadcast()
+		s.mu.Unlock()
+		done <- err
+	}()
 	err := s.clientLoop()
 	s.close()
 	berr := <-done
@@ -508,14 +517,14 @@ func (s *session) push(r *request) bool {
 		s.flushBackend()
 		s.mu.Lock()
 	}
-	for len(s.queue) >= maxInFlight && !s.closed {
+	for len(s.queue) >= maxInFlight && !s.closed && !s.backendDone {
 		// A client that pipelines without reading: it waits, as its
 		// writes would for PostgreSQL's socket buffers, rather than
 		// sqlcache holding a request per message without bound.
 		s.pushWaiting = true
 		s.queueRoom.Wait()
 	}
-	if s.closed {
+	if s.closed || s.backendDone {
 		s.mu.Unlock()
 		return false
 	}
