@@ -288,15 +288,9 @@ func (s *session) fillable(st pgwire.TxStatus) bool {
 	return st == pgwire.TxActive && s.block.answerable && s.changes.Load() == s.block.changes
 }
 
-// blockWhy is blockWhyLocked for a session in a block, taking s.mu.
-func (s *session) blockWhy() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.blockWhyLocked()
-}
-
-// blockHit is blockWhy for a read about to be answered from the cache in
-// the block: if it may be, the block has had a hit.
+// blockHit is blockWhyLocked, taking s.mu, for a read about to be
+// answered from the cache in the block: if it may be, the block has had a
+// hit.
 func (s *session) blockHit() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

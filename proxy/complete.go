@@ -37,7 +37,7 @@ func (s *session) invalidate(r *request, ready, commit, txEnded bool) {
 		return
 	}
 	s.accumulate(r)
-	if commit && (s.txCatalog || r != nil && r.ranDDL(&s.mu)) {
+	if commit && s.txCatalog {
 		// Before the writes are dropped, so that no fill after the drop
 		// uses facts from before the commit.
 		s.p.planner.forget(s.db)
@@ -78,6 +78,7 @@ func (s *session) accumulate(r *request) {
 	}
 	s.txAll = s.txAll || r.invalidateAll || r.unparsed && !r.failed
 	s.txMayWrite = s.txMayWrite || r.mayWrite
+	s.txCatalog = s.txCatalog || r.catalogChange
 	s.mu.Unlock()
 }
 
@@ -165,7 +166,9 @@ func (s *session) complete(r *request, st pgwire.TxStatus) {
 		// the catalog without it, so the facts go again when it ends.
 		s.p.planner.forget(s.db)
 	}
-	s.txCatalog = st != pgwire.TxIdle && (s.txCatalog || catalogChange)
+	if st == pgwire.TxIdle {
+		s.txCatalog = false // set by accumulate
+	}
 	if roleDefaults || s.txRoleDefaults && st == pgwire.TxIdle {
 		// Sessions that log in from now on may start with other
 		// settings (in a block, from its COMMIT on: again at its end).

@@ -116,13 +116,6 @@ func unreadableRequest() *request {
 	return r
 }
 
-// ranDDL reports r.catalogChange, read under mu.
-func (r *request) ranDDL(mu *sync.Mutex) bool {
-	mu.Lock()
-	defer mu.Unlock()
-	return r.catalogChange
-}
-
 // unreadable records a statement sqlcache could not read (too large,
 // malformed, of a prepared statement it does not know, a FunctionCall):
 // it may change anything, the session's settings included.
