@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 )
@@ -45,6 +46,12 @@ func ShapeOf(sql string) (*Shape, error) {
 		h.WriteString(l.Text)
 	}
 	return &Shape{Hash: h.Sum64(), sql: sql, lexemes: lexemes, starts: starts, ends: ends}, nil
+}
+
+// Size returns about how many bytes sh holds: its text, which its
+// analyses' lexemes point into too, and its tokens.
+func (sh *Shape) Size() int {
+	return len(sh.sql) + len(sh.lexemes)*int(unsafe.Sizeof(Lexeme{})+8) + 64
 }
 
 // Reuse returns the analysis of sh's text from a, the analysis of another

@@ -52,7 +52,7 @@ func TestReparseInBatch(t *testing.T) {
 	pl := newPlan(hitSQL, cachepolicy.Analyze(hitSQL))
 	pl.decided = true
 	pl.decision = cachepolicy.Decision{Cacheable: true, Tables: []string{"t"}, Rule: -1}
-	p.planner.plans.Add(planKey{"db", hitSQL}, pl)
+	p.planner.plans.add(planKey{"db", hitSQL}, pl, pl.size())
 	client, backend := startSession(t, p)
 	sc := newScripted(t, client, backend)
 	fromClient, toBackend, reply := sc.fromClient, sc.toBackend, sc.reply

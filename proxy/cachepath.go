@@ -30,8 +30,14 @@ type stmtInfo struct {
 	staleAt           uint64
 }
 
-// maxSessionPlans bounds a session's own plan map.
-const maxSessionPlans = 1000
+// maxSessionPlans and maxSessionPlanBytes bound a session's own plan map,
+// by count and by the bytes of its texts; a text longer than
+// maxSessionText is not kept in it (it is found in the shared plans).
+const (
+	maxSessionPlans     = 1000
+	maxSessionPlanBytes = 256 << 10
+	maxSessionText      = 16 << 10
+)
 
 // sqlPlan returns where this session holds the plan of a SQL text, so
 // that a decision made once is found again without a lookup.
@@ -71,12 +77,23 @@ func (s *session) unreadable(sql []byte) **plan {
 
 // keepPlan adds p to the session's plan map, emptying it when full.
 func (s *session) keepPlan(p *plan) **plan {
-	if len(s.plans) >= maxSessionPlans {
-		clear(s.plans)
-	}
 	held := &p
+	if len(p.sql) > maxSessionText {
+		return held
+	}
+	if !s.roomForPlan(p) {
+		clear(s.plans)
+		s.planBytes = 0
+	}
 	s.plans[p.sql] = held
+	s.planBytes += len(p.sql)
 	return held
+}
+
+// roomForPlan reports whether the session's plan map can take p without
+// emptying it.
+func (s *session) roomForPlan(p *plan) bool {
+	return len(s.plans) < maxSessionPlans && s.planBytes+len(p.sql) <= maxSessionPlanBytes
 }
 
 // queryPlan is sqlPlan for a simple Query, whose plan is not kept past the
@@ -91,7 +108,7 @@ func (s *session) queryPlan(sql []byte) **plan {
 		return p
 	}
 	p := s.p.planner.lookup(s.db, sql)
-	if len(s.plans) < maxSessionPlans {
+	if len(p.sql) <= maxSessionText && s.roomForPlan(p) {
 		return s.keepPlan(p)
 	}
 	s.spare = p

@@ -25,7 +25,7 @@ func pipeSession(tb testing.TB, sqls ...string) (net.Conn, *Proxy) {
 		pl := newPlan(sql, cachepolicy.Analyze(sql))
 		pl.decided = true
 		pl.decision = cachepolicy.Decision{Cacheable: true, Tables: []string{"t"}, Rule: -1}
-		p.planner.plans.Add(planKey{"db", sql}, pl)
+		p.planner.plans.add(planKey{"db", sql}, pl, pl.size())
 	}
 	client, backend := startSession(tb, p)
 	go fakeBackend(backend)

@@ -12,8 +12,6 @@ import (
 	"time"
 	"unsafe"
 
-	lru "github.com/hashicorp/golang-lru/v2"
-
 	"github.com/sqlcache/sqlcache/cachepolicy"
 )
 
@@ -82,14 +80,14 @@ type planner struct {
 	// check finds was made after the one before it began.
 	checks map[string]*atomic.Uint64
 
-	plans *lru.Cache[planKey, *plan] // safe for concurrent use
+	plans *sizedLRU[planKey, *plan] // safe for concurrent use
 	// shapes holds one candidate analysis per query shape, so that texts
 	// differing only in constants are not parsed in full again.
-	shapes *lru.Cache[uint64, *cachepolicy.Analysis]
+	shapes *sizedLRU[uint64, *cachepolicy.Analysis]
 	// spellings holds a scanned shape per skeleton (cachepolicy.Skeleton),
 	// so that a text differing from it only in integers is respelled,
 	// not scanned again.
-	spellings *lru.Cache[uint64, *cachepolicy.Shape]
+	spellings *sizedLRU[uint64, *cachepolicy.Shape]
 	// seen remembers fingerprints of texts planned from a known shape but
 	// not kept (admit); direct-mapped, so a fingerprint is forgotten when
 	// another takes its slot.
@@ -129,14 +127,26 @@ const seenSlots = 1 << 14
 
 type planKey struct{ db, sql string }
 
-// planCacheSize bounds the shared plan cache. Each session also keeps the
-// plans it used last in a small map of its own.
-const planCacheSize = 20000
+// planCacheSize and planCacheBytes bound the shared plan cache, and
+// shapeCacheBytes each of the shape caches: they live outside the
+// cache's budget. Each session also keeps the plans it used last in a
+// small map of its own.
+const (
+	planCacheSize   = 20000
+	planCacheBytes  = 16 << 20
+	shapeCacheBytes = 8 << 20
+)
+
+// maxShapeText: a longer text is analyzed on its own, never by its shape
+// (planner.analysis), so that the shapes and the decisions made per shape
+// (planner.decided), which hold texts, stay small. Parsing such a text
+// again costs little beside sending it.
+const maxShapeText = 8 << 10
 
 func newPlanner(c *catalog, rules []cachepolicy.Rule, defaultTTL time.Duration) *planner {
-	plans, _ := lru.New[planKey, *plan](planCacheSize)
-	shapes, _ := lru.New[uint64, *cachepolicy.Analysis](planCacheSize)
-	spellings, _ := lru.New[uint64, *cachepolicy.Shape](planCacheSize)
+	plans := newSizedLRU[planKey, *plan](planCacheSize, planCacheBytes)
+	shapes := newSizedLRU[uint64, *cachepolicy.Analysis](planCacheSize, shapeCacheBytes)
+	spellings := newSizedLRU[uint64, *cachepolicy.Shape](planCacheSize, shapeCacheBytes)
 	textRules := slices.ContainsFunc(rules, func(r cachepolicy.Rule) bool { return r.Query != nil })
 	return &planner{catalog: c, rules: rules, defaultTTL: defaultTTL, epochs: make(map[string]*atomic.Uint64),
 		changes: make(map[string]*atomic.Uint64), changedAt: make(map[string]map[string]nameChange),
@@ -276,7 +286,7 @@ func (pl *planner) forgetAll() {
 func (pl *planner) lookup(db string, sql []byte) *plan {
 	// The string aliases the buffer only for the map lookup; the plan
 	// cache keeps no reference to a key it is only asked for.
-	if p, ok := pl.plans.Get(planKey{db, unsafe.String(unsafe.SliceData(sql), len(sql))}); ok {
+	if p, ok := pl.plans.get(planKey{db, unsafe.String(unsafe.SliceData(sql), len(sql))}); ok {
 		return p
 	}
 	return pl.build(db, string(sql))
@@ -284,7 +294,7 @@ func (pl *planner) lookup(db string, sql []byte) *plan {
 
 // analyze returns the plan for sql without consulting the catalog.
 func (pl *planner) analyze(db, sql string) *plan {
-	if p, ok := pl.plans.Get(planKey{db, sql}); ok {
+	if p, ok := pl.plans.get(planKey{db, sql}); ok {
 		return p
 	}
 	return pl.build(db, sql)
@@ -332,18 +342,21 @@ func newPlan(sql string, a *cachepolicy.Analysis) *plan {
 // where the policy allows; reused reports that it did. shape is the
 // analysis of sql's shape when other texts may reuse it, else nil.
 func (pl *planner) analysis(sql string) (a, shape *cachepolicy.Analysis, reused bool) {
+	if len(sql) > maxShapeText {
+		return cachepolicy.Analyze(sql), nil, false
+	}
 	sh, err := pl.shapeOf(sql)
 	if err != nil {
 		return cachepolicy.Analyze(sql), nil, false
 	}
-	if known, ok := pl.shapes.Get(sh.Hash); ok {
+	if known, ok := pl.shapes.get(sh.Hash); ok {
 		if b, ok := cachepolicy.Reuse(known, sh); ok {
 			return b, known, true
 		}
 	}
 	a = cachepolicy.AnalyzeShape(sh)
 	if _, ok := cachepolicy.Reuse(a, sh); ok {
-		pl.shapes.Add(sh.Hash, a)
+		pl.shapes.add(sh.Hash, a, sh.Size())
 		return a, a, false
 	}
 	return a, nil, false
@@ -354,7 +367,7 @@ func (pl *planner) analysis(sql string) (a, shape *cachepolicy.Analysis, reused 
 func (pl *planner) shapeOf(sql string) (*cachepolicy.Shape, error) {
 	skel, hasInts := cachepolicy.Skeleton(sql)
 	if hasInts {
-		if known, found := pl.spellings.Get(skel); found {
+		if known, found := pl.spellings.get(skel); found {
 			if sh, ok := known.Respell(sql); ok {
 				return sh, nil
 			}
@@ -362,7 +375,7 @@ func (pl *planner) shapeOf(sql string) (*cachepolicy.Shape, error) {
 	}
 	sh, err := cachepolicy.ShapeOf(sql)
 	if err == nil && hasInts {
-		pl.spellings.Add(skel, sh)
+		pl.spellings.add(skel, sh, sh.Size())
 	}
 	return sh, err
 }
@@ -496,8 +509,18 @@ func (pl *planner) keepShapeDecision(k shapeKey, p *plan) {
 // keep puts a decided plan in the shared plan cache unless it is transient.
 func (pl *planner) keep(db string, p *plan) {
 	if !p.transient {
-		pl.plans.Add(planKey{db, p.sql}, p)
+		pl.plans.add(planKey{db, p.sql}, p, p.size())
 	}
+}
+
+// size returns about how many bytes p holds: its text, its analysis's
+// tokens, and the rest.
+func (p *plan) size() int {
+	n := len(p.sql) + 512
+	if p.analysis != nil {
+		n += len(p.analysis.Lexemes) * int(unsafe.Sizeof(cachepolicy.Lexeme{}))
+	}
+	return n
 }
 
 // writeSetter returns which function, of those calls and those writes of

@@ -58,7 +58,7 @@ func TestPlanAdmission(t *testing.T) {
 	pl := knownCatalog(t)
 	epoch := pl.epoch("db")
 	kept := func(sql string) bool {
-		_, ok := pl.plans.Peek(planKey{"db", sql})
+		_, ok := pl.plans.c.Peek(planKey{"db", sql})
 		return ok
 	}
 	plan := func(sql string) *plan {

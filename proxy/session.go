@@ -106,6 +106,7 @@ type session struct {
 	// when they take one (boundEffects).
 	portalEffects map[string][]cachepolicy.SessionEffect
 	plans         map[string]**plan // plans of the SQL texts this session used
+	planBytes     int               // bytes of the texts in plans
 	spare         *plan             // holds a simple Query's plan when plans is full
 	keyBuf        []byte
 	cur           *request // the extended batch being relayed, until its Sync (or Query)
