@@ -387,6 +387,7 @@ const (
 	whyValueFunc
 	whyCatalogCast
 	whyClockLiteral
+	whyRowLock
 	whyCount
 )
 
@@ -463,6 +464,14 @@ func (sc *scan) visit(m proto.Message) bool {
 			sc.reject(whyCatalogCast, "reads the catalog (::"+typ+")")
 		}
 		sc.uses(CastPrefix, typ)
+	case *pg_query.ColumnRef:
+		// xmax, cmin and cmax change when a row is locked (FOR UPDATE, a
+		// foreign key's check) or an update of it rolls back, which the
+		// change stream never carries. No user column has these names.
+		switch col := lastString(n.GetFields(), 0); col {
+		case "xmax", "cmin", "cmax":
+			sc.reject(whyRowLock, "reads row lock state ("+col+")")
+		}
 	case *pg_query.A_Const:
 		if s := n.GetSval(); s != nil && ReadsClock(s.GetSval()) {
 			sc.reject(whyClockLiteral, "reads the clock ("+quoteLiteral(s.GetSval())+")")

@@ -128,6 +128,8 @@ var rejectTests = []struct {
 	{"WITH u AS (UPDATE t SET a = 1 RETURNING *) SELECT count(*) FROM u", "data-modifying CTE"},
 	{"WITH m AS (MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE RETURNING *) SELECT * FROM m", "data-modifying CTE"},
 	{"SELECT * FROM t TABLESAMPLE SYSTEM (10)", "TABLESAMPLE"},
+	{"SELECT id, xmax FROM t WHERE id = 1", "reads row lock state (xmax)"},
+	{"SELECT t.cmin FROM t", "reads row lock state (cmin)"},
 	{"SELECT CURRENT_TIMESTAMP", "reads the clock (CURRENT_TIMESTAMP)"},
 	{"SELECT * FROM t WHERE d = CURRENT_DATE", "reads the clock (CURRENT_DATE)"},
 	{"SELECT CURRENT_TIME(0)", "reads the clock (CURRENT_TIME)"},

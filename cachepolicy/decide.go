@@ -21,7 +21,8 @@ type RelInfo struct {
 	// stream.
 	Unlogged bool
 	// RunsCode: a write to it may run code that writes elsewhere:
-	// triggers (foreign-key actions among them), rules, row security
+	// triggers (foreign keys' CASCADE and SET actions among them, not
+	// their checks, which only lock rows), rules, row security
 	// policies, or column defaults and constraints that call user-defined
 	// functions.
 	RunsCode bool

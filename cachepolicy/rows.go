@@ -181,6 +181,9 @@ func insertRow(ins *pg_query.InsertStmt) []RowParam {
 		sel == nil || len(sel.GetValuesLists()) != 1 {
 		return nil
 	}
+	if ins.GetOverride() == pg_query.OverridingKind_OVERRIDING_USER_VALUE {
+		return nil // an identity column takes its next value, not the one given
+	}
 	values := sel.GetValuesLists()[0].GetList().GetItems()
 	if len(values) != len(ins.GetCols()) {
 		return nil
@@ -251,10 +254,15 @@ func rowOf(table string, params []RowParam, f Facts) (RowRead, bool) {
 // WriteRow reports whether a's statement writes only the row of one table
 // picked by its primary key: an UPDATE or DELETE with `key = $n` or
 // `key = constant` among the ANDed conditions of its WHERE clause that does
-// not set the key, or a one-row INSERT of the key. f must describe
+// not set the key, or a one-row INSERT of the key, on a table that runs
+// no code of its own (a trigger, a foreign key's ON DELETE CASCADE, a rule
+// may write other rows of it, or change the key). f must describe
 // a.Writes.
 func WriteRow(a *Analysis, f Facts) (RowRead, bool) {
 	if a.Statements != 1 || len(a.Writes) != 1 || a.InvalidateAll || a.CatalogChange || len(a.RowWrites) == 0 {
+		return RowRead{}, false
+	}
+	if ri, ok := keyedTable(a.Writes[0], f); !ok || ri.RunsCode {
 		return RowRead{}, false
 	}
 	return rowOf(a.Writes[0], a.RowWrites, f)

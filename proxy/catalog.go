@@ -492,12 +492,22 @@ func (c *catalog) connect(ctx context.Context, d *dbCatalog, db string) (*pgx.Co
 // user-defined functions a write to it may run, and the name and type of
 // its first column of an object identifier type (from oidColumnJoin,
 // which the query must join).
+// quietTriggers are the internal trigger functions that write nothing:
+// foreign keys' checks and NO ACTION or RESTRICT actions (they lock
+// rows), and deferred uniqueness checks. A table with only these runs no
+// code (cachepolicy.RelInfo.RunsCode); CASCADE, SET NULL and SET DEFAULT
+// actions write.
+const quietTriggers = `'RI_FKey_check_ins', 'RI_FKey_check_upd', 'RI_FKey_noaction_del',
+         'RI_FKey_noaction_upd', 'RI_FKey_restrict_del', 'RI_FKey_restrict_upd', 'unique_key_recheck'`
+
 const relColumns = `c.relkind::text, c.relpersistence = 't',
        c.relpersistence = 'u' OR EXISTS (WITH RECURSIVE d(oid) AS (SELECT inhrelid FROM pg_inherits WHERE inhparent = c.oid
                  UNION SELECT i.inhrelid FROM pg_inherits i JOIN d ON i.inhparent = d.oid)
              SELECT FROM pg_class k WHERE k.oid IN (SELECT oid FROM d) AND (k.relpersistence = 'u' OR k.relkind = 'f')),
        n.nspname IN ('pg_catalog', 'information_schema') OR n.nspname LIKE 'pg\_toast%',
-       c.relhastriggers OR c.relhasrules OR c.relrowsecurity OR EXISTS (
+       c.relhasrules OR c.relrowsecurity OR EXISTS (
+         SELECT FROM pg_trigger t JOIN pg_proc f ON f.oid = t.tgfoid
+         WHERE t.tgrelid = c.oid AND NOT (t.tgisinternal AND f.proname IN (` + quietTriggers + `))) OR EXISTS (
          SELECT FROM pg_depend d
          WHERE d.refclassid = 'pg_proc'::regclass AND d.refobjid >= 16384
            AND (d.classid = 'pg_attrdef'::regclass
