@@ -202,8 +202,10 @@ func (a *Analysis) prepared(stmt *pg_query.Node) {
 }
 
 // Analyze parses sql, which may hold several statements, and classifies
-// it. It never returns nil. A string that does not parse changes nothing,
-// since Postgres rejects it whole.
+// it. It never returns nil. A string that does not parse is mostly one
+// that PostgreSQL rejects whole; should PostgreSQL accept it (a syntax
+// the parser here lacks), it may have changed the session, so its effect
+// on the session is Unknown (and it invalidates as an unparsed write).
 func Analyze(sql string) *Analysis { return analyze(sql, nil) }
 
 // AnalyzeShape is Analyze of the text of sh, whose tokens it does not
@@ -222,7 +224,8 @@ func analyze(sql string, sh *Shape) *Analysis {
 	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
-		return &Analysis{ParseError: fmt.Errorf("parse: %w", err), Reason: "parse error"}
+		return &Analysis{ParseError: fmt.Errorf("parse: %w", err), Reason: "parse error",
+			Session: []SessionEffect{{Kind: Unknown, Value: "a statement sqlcache could not parse"}}}
 	}
 	stmts := tree.GetStmts()
 	a := &Analysis{Statements: len(stmts)}

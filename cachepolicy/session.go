@@ -37,9 +37,9 @@ const (
 	// DiscardOther is DISCARD PLANS or DISCARD SEQUENCES (Value "plans" or
 	// "sequences").
 	DiscardOther
-	// CreateTemp is the creation of a temporary table, view or sequence
-	// (Name is its relname): it can shadow other relations of that name
-	// for the rest of the session.
+	// CreateTemp is the creation of a temporary table, view or sequence,
+	// or of a type in pg_temp (Name is its name): it can shadow other
+	// relations or types of that name for the rest of the session.
 	CreateTemp
 	// SetConfigCall is a call of set_config() anywhere in the string: the
 	// session's settings are unknown. When the arguments are constants
@@ -128,7 +128,40 @@ func sessionEffects(stmt *pg_query.Node) []SessionEffect {
 	if rv := createdRelation(stmt); isTemp(rv) {
 		return []SessionEffect{{Kind: CreateTemp, Name: rv.GetRelname()}}
 	}
+	if name, ok := createdTempType(stmt); ok {
+		return []SessionEffect{{Kind: CreateTemp, Name: name}}
+	}
 	return nil
+}
+
+// createdTempType returns the name of the type a CREATE DOMAIN or CREATE
+// TYPE makes in pg_temp. PostgreSQL looks type names up there first, so
+// such a type shadows a permanent one of its name in this session
+// (functions and operators in pg_temp are never found unqualified).
+func createdTempType(stmt *pg_query.Node) (string, bool) {
+	var names []*pg_query.Node
+	switch s := stmt.GetNode().(type) {
+	case *pg_query.Node_CreateDomainStmt:
+		names = s.CreateDomainStmt.GetDomainname()
+	case *pg_query.Node_CreateEnumStmt:
+		names = s.CreateEnumStmt.GetTypeName()
+	case *pg_query.Node_CreateRangeStmt:
+		names = s.CreateRangeStmt.GetTypeName()
+	case *pg_query.Node_DefineStmt:
+		if s.DefineStmt.GetKind() != pg_query.ObjectType_OBJECT_TYPE {
+			return "", false
+		}
+		names = s.DefineStmt.GetDefnames()
+	case *pg_query.Node_CompositeTypeStmt:
+		rv := s.CompositeTypeStmt.GetTypevar()
+		return rv.GetRelname(), strings.HasPrefix(rv.GetSchemaname(), "pg_temp")
+	default:
+		return "", false
+	}
+	if len(names) < 2 {
+		return "", false
+	}
+	return lastString(names, 0), strings.HasPrefix(lastString(names, 1), "pg_temp")
 }
 
 // setEffects models SET and RESET.
@@ -153,9 +186,9 @@ func setValue(name string, args []*pg_query.Node, local bool) SessionEffect {
 	case !ok:
 		return SessionEffect{Kind: Unknown, Name: name, Value: "SET", Local: local}
 	case name == "role":
-		if value == "none" { // SET ROLE NONE; check_role compares exactly
-			value = ""
-		}
+		// SET ROLE NONE (check_role compares exactly "none") stays "none":
+		// the session user, which is not RESET ROLE's login default
+		// (options=-c role=…, ALTER ROLE … SET role).
 		return SessionEffect{Kind: SetRole, Value: value, Local: local}
 	case name == "session_authorization":
 		return SessionEffect{Kind: SetSessionAuthorization, Value: value, Local: local}

@@ -45,34 +45,77 @@ func (s *session) sqlPlan(sql []byte) **plan {
 	if p := s.unreadable(sql); p != nil {
 		return p
 	}
+	sql = s.serverText(sql)
 	if p, ok := s.plans[string(sql)]; ok {
 		return p
 	}
 	return s.keepPlan(s.p.planner.lookup(s.db, sql))
 }
 
-// unreadableAnalysis is what sqlcache knows of a text it cannot read: it
-// may do anything, to the data and to the session.
-var unreadableAnalysis = &cachepolicy.Analysis{
-	ParseError:    errNonStandardStrings,
-	Reason:        "backslash in a string with standard_conforming_strings off",
-	InvalidateAll: true,
-	Session:       []cachepolicy.SessionEffect{{Kind: cachepolicy.Unknown, Value: "a statement read with standard_conforming_strings off"}},
-}
+// unreadableAnalysis and unreadableEncoding are what sqlcache knows of a
+// text it cannot read: it may do anything, to the data and to the
+// session.
+var (
+	unreadableAnalysis = unreadableAs(errNonStandardStrings, "backslash in a string with standard_conforming_strings off",
+		"a statement read with standard_conforming_strings off")
+	unreadableEncoding = unreadableAs(errClientEncoding, "non-ASCII text in a client encoding sqlcache does not read",
+		"a statement in a client encoding sqlcache does not read")
+)
 
-var errNonStandardStrings = errors.New("standard_conforming_strings is off and the text has a backslash")
+var (
+	errNonStandardStrings = errors.New("standard_conforming_strings is off and the text has a backslash")
+	errClientEncoding     = errors.New("the client encoding is multibyte, not UTF8, and the text has a non-ASCII byte")
+)
+
+func unreadableAs(err error, reason, effect string) *cachepolicy.Analysis {
+	return &cachepolicy.Analysis{ParseError: err, Reason: reason, InvalidateAll: true,
+		Session: []cachepolicy.SessionEffect{{Kind: cachepolicy.Unknown, Value: effect}}}
+}
 
 // unreadable returns a plan that runs anything, for a text that a session
 // with standard_conforming_strings off sends with a backslash in it: the
 // parser sqlcache uses reads 'a\' as PostgreSQL does with it on, so
 // where a string ends, and what follows as statements, may differ
 // ('a\' ; UPDATE …; SELECT ' is one SELECT to it). Else nil.
+//
+// So is a text with a non-ASCII byte in a multibyte client encoding other
+// than UTF8 (SJIS, BIG5, GBK…): PostgreSQL converts it to UTF-8 before
+// parsing, and a character's second byte may be a quote or a backslash.
 func (s *session) unreadable(sql []byte) **plan {
+	a := unreadableAnalysis
 	if !s.nonStandardStrings.Load() || bytes.IndexByte(sql, '\\') < 0 {
-		return nil
+		enc := s.encoding.Load()
+		if enc == nil || enc.charmap != nil || !nonASCII(sql) {
+			return nil
+		}
+		a = unreadableEncoding
 	}
-	p := &plan{sql: string(sql), analysis: unreadableAnalysis}
+	p := &plan{sql: string(sql), analysis: a}
 	return &p
+}
+
+// serverText returns sql as PostgreSQL parses it: converted to UTF-8 from
+// a single-byte client encoding (LATIN1, WIN1252…), else as it is. Sessions
+// in UTF8 or SQL_ASCII pay one atomic load.
+func (s *session) serverText(sql []byte) []byte {
+	enc := s.encoding.Load()
+	if enc == nil || enc.charmap == nil || !nonASCII(sql) {
+		return sql
+	}
+	text, err := enc.charmap.NewDecoder().Bytes(sql)
+	if err != nil {
+		return sql // charmaps decode every byte; not reached
+	}
+	return text
+}
+
+func nonASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false
 }
 
 // keepPlan adds p to the session's plan map, emptying it when full.
@@ -104,6 +147,7 @@ func (s *session) queryPlan(sql []byte) **plan {
 	if p := s.unreadable(sql); p != nil {
 		return p
 	}
+	sql = s.serverText(sql)
 	if p, ok := s.plans[string(sql)]; ok {
 		return p
 	}

@@ -215,8 +215,11 @@ func (s *session) parameterStatus(msg pgwire.Message) {
 // noteReported takes note of a reported setting that changes how
 // sqlcache must read the session's statements.
 func (s *session) noteReported(name, value []byte) {
-	if string(name) == "standard_conforming_strings" {
+	switch string(name) {
+	case "standard_conforming_strings":
 		s.nonStandardStrings.Store(string(value) != "on")
+	case "client_encoding":
+		s.encoding.Store(clientEncodingOf(string(value)))
 	}
 }
 

@@ -176,9 +176,9 @@ func (st *sessionState) readBack(settings [][2]string, role, auth string, gen ui
 	if auth != st.startup["user"] {
 		st.settings["session_authorization"] = auth
 	}
-	if role != auth {
-		st.settings["role"] = role
-	}
+	// Always: a role equal to the session user may be SET ROLE NONE
+	// where the login's default role is another.
+	st.settings["role"] = role
 	st.unknown, st.fromReadBack, st.readBackGen = false, true, gen
 	st.encode()
 }

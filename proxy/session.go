@@ -129,6 +129,9 @@ type session struct {
 	// nonStandardStrings: the backend reports standard_conforming_strings
 	// off (unreadable).
 	nonStandardStrings atomic.Bool
+	// encoding: the backend reports a client_encoding other than UTF8 or
+	// SQL_ASCII (unreadable, serverText); nil for those.
+	encoding atomic.Pointer[clientEncoding]
 
 	stream *pglogical.Stream // the database's change stream; nil without one
 

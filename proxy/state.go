@@ -97,6 +97,14 @@ func (st *sessionState) set(name, value string) {
 	st.encode()
 }
 
+// unset forgets a setting, back to what the session logged in with.
+func (st *sessionState) unset(name string) {
+	if _, ok := st.settings[name]; ok {
+		delete(st.settings, name)
+		st.encode()
+	}
+}
+
 func (st *sessionState) encode() {
 	names := make([]string, 0, len(st.settings))
 	for k := range st.settings {
@@ -131,20 +139,21 @@ func (st *sessionState) apply(effects []cachepolicy.SessionEffect) {
 		case cachepolicy.SetVar:
 			st.set("set:"+strings.ToLower(e.Name), e.Value)
 		case cachepolicy.ResetVar:
-			if _, ok := st.settings["set:"+e.Name]; ok {
-				delete(st.settings, "set:"+e.Name)
-				st.encode()
-			}
+			st.unset("set:" + e.Name)
 		case cachepolicy.ResetAll:
 			// RESET ALL leaves the role and session authorization, which
 			// whatever left the settings unknown may have changed: those
 			// stay to be read back.
 			st.reset(false)
 		case cachepolicy.SetRole:
-			st.set("role", e.Value)
+			if e.Value == "" { // RESET ROLE: the role the session logged in with
+				st.unset("role")
+			} else {
+				st.set("role", e.Value)
+			}
 		case cachepolicy.SetSessionAuthorization:
 			st.set("session_authorization", e.Value)
-			st.set("role", "")
+			st.set("role", "none")
 		case cachepolicy.DiscardAll:
 			st.reset(true)
 			st.unknown, st.temp, st.fromReadBack = false, false, false
