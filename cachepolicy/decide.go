@@ -58,6 +58,12 @@ type FuncInfo struct {
 	// the functions it calls. After a call the session's settings are not
 	// known, as after a set_config() in the statement's own text.
 	SetsSettings bool
+	// ChangesCatalog: a user-defined function whose source, or that of a
+	// function it calls, may run DDL (CREATE, ALTER, DROP, GRANT,
+	// REVOKE… as words anywhere, dynamic SQL's strings included, or a
+	// PL's SPI calls). Only a VOLATILE one can: a call is then taken to
+	// change the catalog, as DO and CALL are.
+	ChangesCatalog bool
 }
 
 // Facts are the catalog's answers for an Analysis: every relation and
@@ -203,6 +209,25 @@ func WritesOnlyNamed(a *Analysis, f Facts) bool {
 		}
 	}
 	return true
+}
+
+// CatalogChanger returns which volatile function, among those calls
+// names and those a write of the relations writes names may run
+// (WriteFuncs), may change the catalog (FuncInfo.ChangesCatalog), as f
+// describes them, or "". A function f does not describe counts.
+func CatalogChanger(calls, writes []string, f Facts) string {
+	for _, name := range slices.Concat(calls, WriteFuncs(writes, f)) {
+		fs, ok := f.Functions[name]
+		if !ok {
+			return name
+		}
+		for _, fi := range fs {
+			if fi.ChangesCatalog && fi.Volatility == 'v' {
+				return called(name, fi)
+			}
+		}
+	}
+	return ""
 }
 
 // SettingsSetter returns what may change the session's settings

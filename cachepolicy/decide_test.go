@@ -58,6 +58,8 @@ var testFacts = cachepolicy.Facts{
 		"my_immutable":         {{Name: "my_immutable", Volatility: 'i'}},
 		"enter":                {{Name: "enter", Volatility: 'v', SetsSettings: true}},
 		"enter_imm":            {{Name: "enter_imm", Volatility: 'i', SetsSettings: true}},
+		"rotate":               {{Name: "rotate", Volatility: 'v', ChangesCatalog: true}},
+		"rotate_stable":        {{Name: "rotate_stable", Volatility: 's', ChangesCatalog: true}},
 		"over":                 {{Name: "over", Volatility: 'i', BuiltIn: true}, {Name: "over", Volatility: 'v'}},
 		"odd":                  {{Name: "odd", Volatility: 'x', BuiltIn: true}},
 		// Operators and casts (cachepolicy.Implicit), as the catalog
@@ -283,6 +285,26 @@ func TestSettingsSetter(t *testing.T) {
 	for _, tt := range tests {
 		if got := cachepolicy.SettingsSetter(tt.calls, tt.writes, testFacts); got != tt.want {
 			t.Errorf("SettingsSetter(%q, %q) = %q; want %q", tt.calls, tt.writes, got, tt.want)
+		}
+	}
+}
+
+// TestCatalogChanger: a volatile function that may run DDL, called or run
+// by a write's triggers, is named; a non-volatile one cannot run DDL.
+func TestCatalogChanger(t *testing.T) {
+	tests := []struct {
+		calls, writes []string
+		want          string
+	}{
+		{nil, nil, ""},
+		{[]string{"lower", "enter", "rotate_stable"}, nil, ""},
+		{[]string{"lower", "rotate"}, nil, "rotate()"},
+		{[]string{"not_looked_up"}, nil, "not_looked_up"},
+		{nil, []string{"users", "entered"}, ""},
+	}
+	for _, tt := range tests {
+		if got := cachepolicy.CatalogChanger(tt.calls, tt.writes, testFacts); got != tt.want {
+			t.Errorf("CatalogChanger(%q, %q) = %q; want %q", tt.calls, tt.writes, got, tt.want)
 		}
 	}
 }

@@ -45,7 +45,29 @@ var accessColumn = `concat_ws(':', c.relname, c.relnamespace, c.relowner, c.rela
   (SELECT ` + sqlDigest(`r.ev_action::text`) + ` FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename = '_RETURN'),
   (SELECT ` + sqlDigest(`string_agg(concat_ws(' ', a.attnum, a.attname, a.atttypid, a.atttypmod, a.attcollation, a.attacl,
        (SELECT string_agg(e.enumlabel, '|' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = a.atttypid)), ',' ORDER BY a.attnum)`) + `
-     FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))`
+     FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+  ` + sqlDigest(userTypesColumn) + `)`
+
+// userTypesColumn describes the user-defined types relation c's columns
+// are of, and those they are made of (array elements, domains' base
+// types, composite types' attributes), transitively: a composite type's
+// attributes and an enum's labels. ALTER TYPE … DROP ATTRIBUTE changes
+// what a column of that type reads as, with nothing in the change stream
+// and no change to c's own attributes.
+const userTypesColumn = `(WITH RECURSIVE ty(oid) AS (
+    SELECT a.atttypid FROM pg_attribute a
+    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid >= 16384
+  UNION
+    SELECT n.x FROM ty JOIN pg_type t ON t.oid = ty.oid,
+      LATERAL (SELECT t.typelem UNION ALL SELECT t.typbasetype
+               UNION ALL SELECT ca.atttypid FROM pg_attribute ca
+               WHERE ca.attrelid = t.typrelid AND ca.attnum > 0 AND NOT ca.attisdropped) n(x)
+    WHERE n.x >= 16384)
+  SELECT string_agg(concat_ws(' ', t.oid, t.typname,
+      (SELECT string_agg(concat_ws(' ', ca.attnum, ca.attname, ca.atttypid, ca.atttypmod, ca.attcollation), ',' ORDER BY ca.attnum)
+       FROM pg_attribute ca WHERE t.typrelid <> 0 AND ca.attrelid = t.typrelid AND ca.attnum > 0 AND NOT ca.attisdropped),
+      (SELECT string_agg(e.enumlabel, '|' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid)), ',' ORDER BY t.oid)
+  FROM ty JOIN pg_type t ON t.oid = ty.oid)`
 
 var accessRelationsSQL = `SELECT c.oid, ` + accessColumn + ` FROM pg_class c WHERE c.oid = ANY($1)`
 
@@ -73,12 +95,22 @@ func sqlDigest(expr string) string {
 	return `encode(sha256(convert_to(` + expr + `, 'UTF8')), 'hex')`
 }
 
-// funcAccessColumn describes user-defined function p: its owner,
-// privileges and definition. Answers computed by an IMMUTABLE function
-// are cached; CREATE OR REPLACE FUNCTION made elsewhere changes what they
-// should have been. The functions sqlcache looked up (functionsSQL) are
-// watched as relations are.
-var funcAccessColumn = sqlDigest(`concat_ws(':', p.proname, p.pronamespace, p.proowner, p.proacl, p.provolatile, p.prosecdef, p.proconfig, p.prorettype, p.proargtypes, p.prosrc, p.probin)`)
+// funcAccessColumn describes user-defined function p: its whole pg_proc
+// row (owner, privileges, definition, whether in prosrc or, in standard
+// SQL, prosqlbody, argument defaults, strictness…), and the rows of
+// every user-defined function whose name is a word of its source,
+// transitively, as functionsSQL's reach follows them. Answers computed
+// by an IMMUTABLE or STABLE function are cached; CREATE OR REPLACE
+// FUNCTION made elsewhere, of it or of a function it calls (or a new
+// overload of one), changes what they should have been. The functions
+// sqlcache looked up (functionsSQL) are watched as relations are.
+var funcAccessColumn = sqlDigest(`(WITH RECURSIVE calls(oid, src) AS (
+    SELECT p.oid, ` + funcSource("p") + `
+  UNION
+    SELECT q.oid, ` + funcSource("q") + `
+    FROM calls c, regexp_split_to_table(c.src, '[^a-z0-9_$]+') w, pg_catalog.pg_proc q
+    WHERE c.oid >= 16384 AND lower(q.proname) = w AND q.oid >= 16384 AND q.prolang NOT IN (12, 13))
+  SELECT string_agg(pg_catalog.to_jsonb(f)::text, ',' ORDER BY f.oid) FROM pg_catalog.pg_proc f WHERE f.oid IN (SELECT oid FROM calls))`)
 
 var accessFunctionsSQL = `SELECT p.oid, ` + funcAccessColumn + ` FROM pg_proc p WHERE p.oid = ANY($1)`
 

@@ -598,8 +598,9 @@ FROM deps JOIN pg_class c ON c.oid = deps.ref JOIN pg_namespace n ON n.oid = c.r
 // either. A text test that errs toward yes: a name or word in a comment
 // counts too. C and internal functions have no source to read and are
 // taken not to. A body in standard SQL (BEGIN ATOMIC) has no prosrc;
-// pg_get_functiondef spells it. The last column says whether it is
-// temporary.
+// pg_get_functiondef spells it. The next column says whether it is
+// temporary, the last whether it, or one it reaches, may run DDL
+// (ddlPattern).
 var functionsSQL = `
 WITH RECURSIVE named(name, fn, watched) AS (
 ` + namedFuncs + `
@@ -616,9 +617,12 @@ sets AS (
     SELECT DISTINCT r.root FROM reach r
     WHERE r.src ~* ` + setsPattern + `
        OR regexp_replace(r.src, ` + commentPattern + `, ' ', 'g') ~* ` + setsPattern + `
+),
+ddl AS (
+    SELECT DISTINCT r.root FROM reach r WHERE r.src ~* ` + ddlPattern + `
 )
 SELECT n.name, p.proname, p.provolatile::text, p.oid < 16384, p.oid, n.watched, ` + funcAccessColumn + `,
-       p.oid IN (SELECT root FROM sets), ` + tempFunc("p") + `
+       p.oid IN (SELECT root FROM sets), ` + tempFunc("p") + `, p.oid IN (SELECT root FROM ddl)
 FROM named n JOIN pg_catalog.pg_proc p ON p.oid = n.fn`
 
 // setsPattern matches, in a function's source, what may change the
@@ -629,6 +633,12 @@ FROM named n JOIN pg_catalog.pg_proc p ON p.oid = n.fn`
 // source with comments taken out as well (commentPattern), and on the
 // source as it is, since a "--" inside a string is not a comment.
 const setsPattern = `'\mset_config\M|\mexecute\M|\mspi_|(^|;|\mbegin\M|\mthen\M|\melse\M|\mloop\M)\s*(set|reset)\M|\mcreate\s+((global|local)\s+)?temp(orary)?\M|\mpg_temp\s*[.]'`
+
+// ddlPattern matches, in a function's source, what may run DDL
+// (cachepolicy.FuncInfo.ChangesCatalog): a DDL command's first word
+// anywhere, in a statement or in a string that dynamic SQL runs, and a
+// PL's SPI calls. Column names such as created_at do not match.
+const ddlPattern = `'\m(create|alter|drop|grant|revoke|truncate|comment\s+on|security\s+label|refresh|reindex|cluster|import\s+foreign|reassign)\M|\mspi_'`
 
 const commentPattern = `'--[^\n]*|/[*]([^*]|[*]+[^*/])*[*]+/'`
 
@@ -746,7 +756,7 @@ func lookupFunctions(ctx context.Context, conn *pgx.Conn, names []string, funcs 
 		var name, vol, acc string
 		var oid, watched uint32
 		var temp bool
-		if err := rows.Scan(&name, &fi.Name, &vol, &fi.BuiltIn, &oid, &watched, &acc, &fi.SetsSettings, &temp); err != nil {
+		if err := rows.Scan(&name, &fi.Name, &vol, &fi.BuiltIn, &oid, &watched, &acc, &fi.SetsSettings, &temp, &fi.ChangesCatalog); err != nil {
 			return fmt.Errorf("catalog functions: %w", err)
 		}
 		fi.Volatility = vol[0]

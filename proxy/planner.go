@@ -48,7 +48,11 @@ type plan struct {
 	// writes run that may change the session's settings
 	// (planner.writeSetter), or "".
 	setsSettings string
-	epoch        uint64 // the database's catalog epoch when decided
+	// changesCatalog: (decided) a volatile function the statements call
+	// or their writes run that may run DDL (cachepolicy.CatalogChanger),
+	// or "": the statement is then taken to change the catalog.
+	changesCatalog string
+	epoch          uint64 // the database's catalog epoch when decided
 	// transient: the plan was made cheaply from a known shape for a text
 	// seen for the first time, and is not kept in the shared plan cache
 	// (planner.admit).
@@ -114,9 +118,10 @@ type shapeKey struct {
 }
 
 type shapeDecision struct {
-	decision     cachepolicy.Decision
-	writesOnly   bool
-	setsSettings string
+	decision       cachepolicy.Decision
+	writesOnly     bool
+	setsSettings   string
+	changesCatalog string
 }
 
 // maxDecided bounds planner.decided.
@@ -407,16 +412,16 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 		}
 		if len(a.Calls) > 0 || len(writes) > 0 {
 			facts, _, err := pl.catalog.facts(ctx, db, cur, writeSide(a.Calls, writes))
-			var setter string
+			var setter, changer string
 			if err == nil {
-				setter, err = pl.writeSetter(ctx, db, cur, a.Calls, writes, facts)
+				setter, changer, err = pl.writeSetter(ctx, db, cur, a.Calls, writes, facts)
 			}
 			if err != nil {
 				// Not stored: the next statement tries again.
 				np.setsSettings = pl.catalog.settingsSetter(db, a.Calls, writes)
 				return np
 			}
-			np.setsSettings = setter
+			np.setsSettings, np.changesCatalog = setter, changer
 			np.writeBases = viewBases(writes, facts)
 			if pl.streamed && !ddl {
 				np.writesOnly = cachepolicy.WritesOnlyNamed(a, facts)
@@ -436,6 +441,7 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 			np.decision = sd.decision.ForRows(a)
 			np.writesOnly = sd.writesOnly
 			np.setsSettings = sd.setsSettings
+			np.changesCatalog = sd.changesCatalog
 			pl.keep(db, np)
 			return np
 		}
@@ -455,6 +461,7 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 	}()
 	wa := withViews(a, facts)
 	np.setsSettings = cachepolicy.SettingsSetter(wa.Functions, nil, facts)
+	np.changesCatalog = cachepolicy.CatalogChanger(wa.Functions, nil, facts)
 	switch {
 	case viewReason != "":
 		np.decision = cachepolicy.Decision{Reason: viewReason, Rule: -1}
@@ -503,7 +510,7 @@ func (pl *planner) keepShapeDecision(k shapeKey, p *plan) {
 	if pl.decided == nil || len(pl.decided) >= maxDecided {
 		pl.decided = make(map[shapeKey]shapeDecision)
 	}
-	pl.decided[k] = shapeDecision{decision: p.decision, writesOnly: p.writesOnly, setsSettings: p.setsSettings}
+	pl.decided[k] = shapeDecision{decision: p.decision, writesOnly: p.writesOnly, setsSettings: p.setsSettings, changesCatalog: p.changesCatalog}
 }
 
 // keep puts a decided plan in the shared plan cache unless it is transient.
@@ -525,9 +532,10 @@ func (p *plan) size() int {
 
 // writeSetter returns which function, of those calls and those writes of
 // the relations writes run (cachepolicy.WriteFuncs), may change the
-// session's settings, or "" (cachepolicy.SettingsSetter). f describes
-// calls and writes; the write functions it lacks are looked up.
-func (pl *planner) writeSetter(ctx context.Context, db string, epoch uint64, calls, writes []string, f cachepolicy.Facts) (string, error) {
+// session's settings, or "" (cachepolicy.SettingsSetter), and which may
+// change the catalog (cachepolicy.CatalogChanger). f describes calls and
+// writes; the write functions it lacks are looked up.
+func (pl *planner) writeSetter(ctx context.Context, db string, epoch uint64, calls, writes []string, f cachepolicy.Facts) (setter, changer string, err error) {
 	missing := slices.DeleteFunc(cachepolicy.WriteFuncs(writes, f), func(fn string) bool {
 		_, ok := f.Functions[fn]
 		return ok
@@ -535,13 +543,13 @@ func (pl *planner) writeSetter(ctx context.Context, db string, epoch uint64, cal
 	if len(missing) > 0 {
 		more, _, err := pl.catalog.facts(ctx, db, epoch, &cachepolicy.Analysis{Functions: missing})
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		funcs := maps.Clone(f.Functions)
 		maps.Copy(funcs, more.Functions)
 		f.Functions = funcs
 	}
-	return cachepolicy.SettingsSetter(calls, writes, f), nil
+	return cachepolicy.SettingsSetter(calls, writes, f), cachepolicy.CatalogChanger(calls, writes, f), nil
 }
 
 // writeSide returns what the catalog must be asked about a statement that

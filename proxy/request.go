@@ -103,6 +103,9 @@ func (r *request) classify(p *plan, row *cache.Row, bound []cachepolicy.SessionE
 		r.dirty = true
 	}
 	r.ran++
+	if p.changesCatalog != "" {
+		r.invalidateAll, r.catalogChange = true, true
+	}
 	if p.setsSettings != "" {
 		r.effects = append(r.effects, cachepolicy.SessionEffect{Kind: cachepolicy.Unknown, Value: "ran " + p.setsSettings + ", which may change settings"})
 	}
