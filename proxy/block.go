@@ -37,7 +37,7 @@ import (
 
 // txDefaultsSQL reads what decides how the session's next BEGIN runs. It
 // names only pg_catalog functions, qualified, and reads no table.
-const txDefaultsSQL = `SELECT pg_catalog.current_setting('default_transaction_isolation'), pg_catalog.current_setting('idle_in_transaction_session_timeout')`
+const txDefaultsSQL = `SELECT pg_catalog.current_setting('default_transaction_isolation'), pg_catalog.current_setting('idle_in_transaction_session_timeout'), pg_catalog.current_setting('idle_session_timeout')`
 
 var txDefaultsMsg = pgwire.AppendQuery(nil, txDefaultsSQL)
 
@@ -49,6 +49,9 @@ type txDefaults struct {
 	failed      bool
 	readComm    bool          // default_transaction_isolation is read committed (or uncommitted)
 	idleTimeout time.Duration // 0: none
+	// sessionTimeout is idle_session_timeout (0: none): hits outside
+	// blocks do not reach the backend either (sessionIdleLocked).
+	sessionTimeout time.Duration
 	// The session's settings digest and the database's catalog changes
 	// when it was read: it stands while both are unchanged.
 	digest  [cachepolicy.DigestSize]byte
@@ -65,15 +68,17 @@ type txDefaultsRead struct {
 // row records the DataRow of txDefaultsSQL's answer.
 func (d *txDefaultsRead) row(msg pgwire.Message) {
 	v, err := pgwire.DataRowValues(msg.Body)
-	if msg.Streamed() || err != nil || len(v) != 2 || v[0] == nil || v[1] == nil || d.got {
+	if msg.Streamed() || err != nil || len(v) != 3 || v[0] == nil || v[1] == nil || v[2] == nil || d.got {
 		d.bad = true
 		return
 	}
 	timeout, ok := parseMillis(v[1])
-	if !ok {
+	sessionTimeout, ok2 := parseMillis(v[2])
+	if !ok || !ok2 {
 		d.bad = true
 		return
 	}
+	d.defaults.sessionTimeout = sessionTimeout
 	iso := string(v[0])
 	d.got = true
 	d.defaults.readComm = iso == "read committed" || iso == "read uncommitted"
@@ -149,6 +154,30 @@ func (s *session) blockWhyLocked() string {
 	return ""
 }
 
+// unknownIdleLimit: while a session's idle_session_timeout is not known,
+// hits outside blocks stop this long after the backend last answered.
+const unknownIdleLimit = 500 * time.Millisecond
+
+// sessionIdleLocked returns "session_idle_timeout" when the backend, which
+// hits do not reach, must hear from the session outside a block: half its
+// idle_session_timeout has passed since it last answered, or, that
+// setting not known (txDefaultsSQL reads it), unknownIdleLimit. The read
+// then relayed restarts PostgreSQL's count, as the client's own would
+// directly. s.mu must be held.
+func (s *session) sessionIdleLocked() string {
+	idle := time.Since(s.lastReady)
+	if s.defaultsKnownLocked() {
+		if t := s.txDefaults.sessionTimeout; t > 0 && idle >= t/2 {
+			return "session_idle_timeout"
+		}
+		return ""
+	}
+	if idle >= unknownIdleLimit {
+		return "session_idle_timeout"
+	}
+	return ""
+}
+
 // defaultsKnownLocked reports whether the session's transaction defaults
 // are known and still stand. s.mu must be held.
 func (s *session) defaultsKnownLocked() bool {
@@ -166,7 +195,9 @@ func (s *session) defaultsCurrentLocked() bool {
 
 // readDefaultsIfNeeded queues a read of the session's transaction defaults
 // ahead of a request that opens a block (opens reports whether it does),
-// when they are not known and nothing is in flight, so that it runs
+// the session's first request, or one after the backend was idle
+// unknownIdleLimit, when they are not known and nothing is in flight, so
+// that it runs
 // outside any block: if it fails nothing of the client's is affected, and
 // the block is relayed. Client loop only; callers then write their own
 // request.
@@ -178,8 +209,12 @@ func (s *session) readDefaultsIfNeeded(opens func() bool) bool {
 	// With settings unknown no block is answered, whatever the defaults.
 	due := len(s.queue) == 0 && s.txStatus == pgwire.TxIdle && !s.state.unknown &&
 		!((s.txDefaults.known || s.txDefaults.failed) && s.defaultsCurrentLocked())
+	// A new session learns its idle_session_timeout (sessionIdleLocked)
+	// at once, and one whose reads were held back by an unknown one
+	// (after its settings changed) does now.
+	learn := !s.txDefaults.known && !s.txDefaults.failed || time.Since(s.lastReady) >= unknownIdleLimit
 	s.mu.Unlock()
-	if !due || !opens() {
+	if !due || !learn && !opens() {
 		return true
 	}
 	return s.sendOwnQuery(&txDefaultsRead{}, txDefaultsMsg)

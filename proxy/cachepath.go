@@ -349,6 +349,8 @@ func (s *session) cacheableLocked() string {
 		if why := s.blockWhyLocked(); why != "" {
 			return why
 		}
+	} else if why := s.sessionIdleLocked(); why != "" {
+		return why
 	}
 	switch {
 	case s.state.unknown:

@@ -100,8 +100,9 @@ func answerTxDefaults(tb testing.TB, backend net.Conn, isolation, idleTimeout st
 	out := encode1(tb, &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
 		{Name: []byte("current_setting"), DataTypeOID: 25, DataTypeSize: -1},
 		{Name: []byte("current_setting"), DataTypeOID: 25, DataTypeSize: -1},
+		{Name: []byte("current_setting"), DataTypeOID: 25, DataTypeSize: -1},
 	}})
-	out = append(out, encode1(tb, &pgproto3.DataRow{Values: [][]byte{[]byte(isolation), []byte(idleTimeout)}})...)
+	out = append(out, encode1(tb, &pgproto3.DataRow{Values: [][]byte{[]byte(isolation), []byte(idleTimeout), []byte("0")}})...)
 	out = append(out, encode1(tb, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})...)
 	out = pgwire.AppendReadyForQuery(out, pgwire.TxIdle)
 	if _, err := backend.Write(out); err != nil {

@@ -225,6 +225,7 @@ func (s *session) relayAuth() error {
 			st, _ := pgwire.ReadyStatus(msg.Body)
 			s.mu.Lock()
 			s.txStatus = st
+			s.lastReady = time.Now()
 			s.mu.Unlock()
 			if err := s.toClient(msg); err != nil {
 				return err

@@ -91,8 +91,9 @@ func fakeBackend(conn net.Conn) {
 				out, _ = (&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
 					{Name: []byte("current_setting"), DataTypeOID: 25, DataTypeSize: -1},
 					{Name: []byte("current_setting"), DataTypeOID: 25, DataTypeSize: -1},
+					{Name: []byte("current_setting"), DataTypeOID: 25, DataTypeSize: -1},
 				}}).Encode(out)
-				out, _ = (&pgproto3.DataRow{Values: [][]byte{[]byte("read committed"), []byte("0")}}).Encode(out)
+				out, _ = (&pgproto3.DataRow{Values: [][]byte{[]byte("read committed"), []byte("0"), []byte("0")}}).Encode(out)
 				out, _ = (&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}).Encode(out)
 			default:
 				out, _ = (&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("v"), DataTypeOID: 23, DataTypeSize: 4}}}).Encode(out)

@@ -136,6 +136,9 @@ type session struct {
 	stream *pglogical.Stream // the database's change stream; nil without one
 
 	loginAt time.Time // (mu) when the session's backend was ready
+	// lastReady: (mu) the backend's last ReadyForQuery, which restarts
+	// its idle_session_timeout (sessionIdleLocked).
+	lastReady time.Time
 	// loginSuspect: (mu) the settings sessions log in with changed while
 	// this one logged in (Proxy.loginDefaultsSeen).
 	loginSuspect bool
@@ -596,6 +599,7 @@ func (s *session) pop(st pgwire.TxStatus) (drainNow, idle bool) {
 		}
 	}
 	s.txStatus = st
+	s.lastReady = time.Now()
 	idle = len(s.queue) == 0
 	drainNow = s.draining && idle && st == pgwire.TxIdle
 	if s.pushWaiting {
