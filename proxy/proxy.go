@@ -330,9 +330,13 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 
+	// In parallel: a session whose client stopped reading takes up to a
+	// second (sendFatal's deadline) to be told.
+	var drains sync.WaitGroup
 	for _, s := range sessions {
-		s.drain()
+		drains.Go(s.drain)
 	}
+	drains.Wait()
 	done := make(chan struct{})
 	go func() {
 		p.wg.Wait()
@@ -370,9 +374,11 @@ func (p *Proxy) closeAll() {
 		sessions = append(sessions, s)
 	}
 	p.mu.Unlock()
+	var terminations sync.WaitGroup
 	for _, s := range sessions {
-		s.terminate("57P01", "terminating connection due to administrator command")
+		terminations.Go(func() { s.terminate("57P01", "terminating connection due to administrator command") })
 	}
+	terminations.Wait()
 }
 
 // addSession registers s unless the proxy is shutting down.
