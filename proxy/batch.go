@@ -104,7 +104,7 @@ func (s *session) batchSync(msg pgwire.Message) error {
 	}
 	s.copyReq, s.copyEnded = nil, false
 	var fill *fillState
-	if !s.batch.open && s.p.cacheEnabled {
+	if !s.batch.open && s.cacheOn {
 		hit, f := s.tryBatch()
 		if !hit && f == nil {
 			hit, f = s.tryDescribe()
@@ -485,7 +485,7 @@ func (s *session) batchUsesUnnamed() (uses, parses bool) {
 // track follows the statement and portal lifecycle and classifies what
 // each Execute runs into the current request.
 func (s *session) track(typ byte, body []byte) {
-	if !s.p.cacheEnabled {
+	if !s.cacheOn {
 		return
 	}
 	switch typ {
@@ -661,7 +661,7 @@ func paramRow(r cachepolicy.RowRead, args, oids []byte) (cache.Row, bool) {
 
 // trackUnknown records a message too large to look into.
 func (s *session) trackUnknown(typ byte) {
-	if !s.p.cacheEnabled {
+	if !s.cacheOn {
 		return
 	}
 	switch typ {

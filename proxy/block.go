@@ -202,7 +202,7 @@ func (s *session) defaultsCurrentLocked() bool {
 // the block is relayed. Client loop only; callers then write their own
 // request.
 func (s *session) readDefaultsIfNeeded(opens func() bool) bool {
-	if !s.p.cacheEnabled {
+	if !s.cacheOn {
 		return true
 	}
 	s.mu.Lock()
@@ -271,7 +271,7 @@ func (d *txDefaultsRead) finish(s *session, r *request, st pgwire.TxStatus) {
 // cache. It runs at each ReadyForQuery, before pop records st. Backend
 // loop only.
 func (s *session) trackBlock(r *request, st pgwire.TxStatus) {
-	if !s.p.cacheEnabled {
+	if !s.cacheOn {
 		// Nothing is answered: the relay pays nothing for it.
 		return
 	}
@@ -344,7 +344,7 @@ func (s *session) blockHit() string {
 // read after reads the client saw answered. It returns false if the
 // session closed instead. Client loop only.
 func (s *session) snapshotIfHits(a *cachepolicy.Analysis) bool {
-	if !s.p.cacheEnabled {
+	if !s.cacheOn {
 		return true
 	}
 	s.mu.Lock()

@@ -171,7 +171,7 @@ func (s *session) query(msg pgwire.Message) error {
 	}
 	var held **plan
 	var fill *fillState
-	if !s.p.cacheEnabled {
+	if !s.cacheOn {
 		// Nothing cached, nothing to invalidate: relay as is.
 		if !s.push(&request{}) {
 			return errHandled
@@ -265,7 +265,7 @@ func (s *session) queryDropsUnnamed() {
 func (s *session) queryInBatch(msg pgwire.Message) error {
 	r := s.cur
 	s.cur = nil
-	if s.p.cacheEnabled {
+	if s.cacheOn {
 		var held **plan
 		if sql, err := pgwire.QueryBody(msg.Body); err == nil && !msg.Streamed() {
 			held = s.queryPlan(sql)
@@ -336,7 +336,7 @@ func (s *session) cacheableLocked() string {
 		s.state.unknown, s.state.recheck, s.state.fromReadBack = true, true, false
 	}
 	switch {
-	case !s.p.cacheEnabled:
+	case !s.cacheOn:
 		return "disabled"
 	case len(s.queue) > 0, len(s.undo) > 0:
 		// Undo: a request failed whose Parses the client loop has not

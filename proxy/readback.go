@@ -87,7 +87,7 @@ func (rb *readBack) row(msg pgwire.Message) {
 // so it is parsed again before a batch that uses it (ensureRequest).
 // Client loop only; callers then write their own request.
 func (s *session) readBackIfNeeded() bool {
-	if !s.p.cacheEnabled {
+	if !s.cacheOn {
 		return true
 	}
 	s.mu.Lock()

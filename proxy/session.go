@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,6 +130,10 @@ type session struct {
 	// nonStandardStrings: the backend reports standard_conforming_strings
 	// off (unreadable).
 	nonStandardStrings atomic.Bool
+	// cacheOn: the cache is enabled and this session may use it (not a
+	// replication connection, not a template database: relayOnly). Set
+	// before the loops start.
+	cacheOn bool
 	// encoding: the backend reports a client_encoding other than UTF8 or
 	// SQL_ASCII (unreadable, serverText); nil for those.
 	encoding atomic.Pointer[clientEncoding]
@@ -194,6 +199,7 @@ func (s *session) run() error {
 	s.state.loginUnknown = s.loginSuspect
 	s.loginAt = time.Now()
 	s.db = s.state.startup["database"]
+	s.cacheOn = s.p.cacheEnabled && !relayOnly(s.params)
 	s.mu.Unlock()
 	for _, kv := range s.reported {
 		s.state.parameterStatus(kv[0], kv[1])
@@ -201,7 +207,7 @@ func (s *session) run() error {
 	s.epoch = s.p.planner.epoch(s.db)
 	s.changes = s.p.planner.catalogChanges(s.db)
 	s.checks = s.p.planner.checkSeq(s.db)
-	if s.p.streams != nil && s.p.cacheEnabled {
+	if s.p.streams != nil && s.cacheOn {
 		s.stream = s.p.streams.get(s.db)
 	}
 	done := make(chan error, 1)
@@ -680,4 +686,26 @@ func (s *session) abortFills() {
 			s.p.store.Abort(r.fill.f)
 		}
 	}
+}
+
+// relayOnly reports whether a session with these startup parameters is
+// only relayed, neither looked up, tracked nor followed by a change
+// stream: a replication connection (replication=true for physical
+// replication, whose "database" is no database; replication=database for
+// logical decoding, whose replication commands sqlcache cannot parse),
+// and a session in template0 or template1, where a change stream's slot
+// and connections would keep CREATE DATABASE from copying it. Writes
+// over such a session reach other sessions' answers through the change
+// stream only.
+func relayOnly(params map[string]string) bool {
+	switch strings.ToLower(params["replication"]) {
+	case "", "false", "off", "no", "0":
+	default:
+		return true
+	}
+	switch params["database"] {
+	case "template0", "template1":
+		return true
+	}
+	return false
 }
