@@ -412,6 +412,13 @@ func (s *session) lookup(held **plan, key []byte, hs hitState, prefix []byte, pa
 			m.misses.Inc()
 			return false, nil
 		}
+		if s.p.planner.isNoisy(s.db, p.digest) {
+			// PostgreSQL sent a notice while running it once: what it
+			// sends may depend on the backend (session.noticed).
+			m.misses.Inc()
+			m.bypasses.WithLabelValues("notice").Inc()
+			return false, nil
+		}
 		f := s.begin(p, key, params)
 		if !f.Leader() && hs.status == pgwire.TxActive {
 			// Another session is fetching it, but this one is in a

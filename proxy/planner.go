@@ -107,6 +107,39 @@ type planner struct {
 	// own row (Decision.ForRows) instead of deciding again. Emptied when
 	// it reaches maxDecided and when an epoch changes.
 	decided map[shapeKey]shapeDecision
+
+	noisyMu sync.Mutex // protects noisy
+	// noisy holds the texts (by database and digest) during whose run
+	// PostgreSQL sent a notice: their answers are not stored
+	// (session.noticed). Emptied when it reaches maxNoisy.
+	noisy map[noisyKey]struct{}
+}
+
+type noisyKey struct {
+	db     string
+	digest [cachepolicy.DigestSize]byte
+}
+
+// maxNoisy bounds planner.noisy.
+const maxNoisy = 100000
+
+// markNoisy records that PostgreSQL sent a notice while running the text
+// of digest in db.
+func (pl *planner) markNoisy(db string, digest [cachepolicy.DigestSize]byte) {
+	pl.noisyMu.Lock()
+	defer pl.noisyMu.Unlock()
+	if pl.noisy == nil || len(pl.noisy) >= maxNoisy {
+		pl.noisy = make(map[noisyKey]struct{})
+	}
+	pl.noisy[noisyKey{db, digest}] = struct{}{}
+}
+
+// isNoisy reports whether markNoisy recorded the text of digest in db.
+func (pl *planner) isNoisy(db string, digest [cachepolicy.DigestSize]byte) bool {
+	pl.noisyMu.Lock()
+	defer pl.noisyMu.Unlock()
+	_, ok := pl.noisy[noisyKey{db, digest}]
+	return ok
 }
 
 // shapeKey identifies the decision for the texts of one shape in one

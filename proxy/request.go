@@ -63,6 +63,9 @@ type request struct {
 	ran          int
 
 	fill *fillState // capturing the answer for the cache, or nil
+	// candidate: (mu) the first cacheable-candidate plan the request
+	// runs; a notice during the request marks it noisy (session.noticed).
+	candidate *plan
 
 	failed bool // backend loop: an ErrorResponse was seen
 }
@@ -82,6 +85,9 @@ func (r *request) classify(p *plan, row *cache.Row, bound []cachepolicy.SessionE
 		}
 	}
 	r.unparsed = r.unparsed || a.ParseError != nil
+	if a.Candidate && r.candidate == nil {
+		r.candidate = p
+	}
 	// A SELECT whose functions were found cacheable cannot write, and
 	// writes that change nothing but the tables named are invalidated
 	// here, with no need to wait for the change stream.

@@ -416,6 +416,10 @@ func (s *session) backendLoop() error {
 			s.invalidate(r, false, commit, false)
 		case pgwire.MsgParameterStatus:
 			s.parameterStatus(msg)
+		case pgwire.MsgNoticeResponse:
+			if r != nil && !r.swallow {
+				s.noticed(r)
+			}
 		}
 		if r != nil && msg.Type == pgwire.MsgParseComplete {
 			r.parsed++
@@ -708,4 +712,29 @@ func relayOnly(params map[string]string) bool {
 		return true
 	}
 	return false
+}
+
+// noticed marks the texts request r parses or runs as candidates noisy
+// (planner.markNoisy): PostgreSQL sent a notice during it. Whether it
+// sends one can depend on the backend (a collation's first use in a
+// session, a plan-time warning of a function, a Parse that truncates an
+// identifier), so an answer stored from a quiet run could be replayed to
+// a session that would have had the notice. Backend loop only.
+func (s *session) noticed(r *request) {
+	var digests [][cachepolicy.DigestSize]byte
+	s.mu.Lock()
+	if r.candidate != nil {
+		digests = append(digests, r.candidate.digest)
+	}
+	for _, u := range r.parses {
+		if u.st != nil {
+			if p := *u.st.plan; p.analysis.Candidate {
+				digests = append(digests, p.digest)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, d := range digests {
+		s.p.planner.markNoisy(s.db, d)
+	}
 }
