@@ -448,7 +448,7 @@ func (s *session) lookup(held **plan, key []byte, hs hitState, prefix []byte, pa
 			continue
 		}
 		m.misses.Inc()
-		return false, &fillState{f: f, store: store, max: s.p.maxEntryBytes, begun: time.Now()}
+		return false, &fillState{f: f, store: store, max: s.p.maxEntryBytes, budget: &s.p.captures, begun: time.Now()}
 	}
 }
 

@@ -44,6 +44,9 @@ type Proxy struct {
 	planner       *planner
 	cacheEnabled  bool
 	maxEntryBytes int
+	// captures bounds the answers being captured for the cache: half of
+	// cache.max_bytes, at least max_entry_bytes.
+	captures captureBudget
 	backendKey    []byte   // the backend address, in every key
 	streams       *streams // nil when invalidation mode is none
 	maxLag        time.Duration
@@ -91,6 +94,7 @@ func New(cfg Config) (*Proxy, error) {
 		backendKey:    []byte(c.Backend),
 		closeCh:       make(chan struct{}),
 	}
+	p.captures.max = max(int64(c.Cache.MaxBytes)/2, int64(c.Cache.MaxEntryBytes))
 	p.metrics = newMetrics()
 	p.store = cache.New(cache.Config{
 		MaxBytes:      c.Cache.MaxBytes,

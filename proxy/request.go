@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sqlcache/sqlcache/cachepolicy"
@@ -153,6 +154,10 @@ type fillState struct {
 	f     *cache.Fill
 	store *cache.Store // f's
 	buf   []byte
+	// budget bounds what all fills hold in buf together; held is what
+	// this one took of it.
+	budget *captureBudget
+	held   int
 	// pooled holds buf's array while it is in use, to go back to
 	// fillBufs (release).
 	pooled  *[]byte
@@ -178,10 +183,11 @@ func (f *fillState) capture(typ byte, raw []byte) {
 		}
 		fallthrough
 	case 'T', 'D', 'C':
-		if raw == nil || len(f.buf)+len(raw) > f.max {
+		if raw == nil || len(f.buf)+len(raw) > f.max || !f.budget.take(len(raw)) {
 			f.abort()
 			return
 		}
+		f.held += len(raw)
 		f.started = true
 		if f.pooled == nil {
 			f.pooled = fillBufs.Get().(*[]byte)
@@ -223,6 +229,8 @@ const maxPooledFill = 64 << 10
 // release gives f's buffer back to fillBufs; f.buf must no longer be
 // used.
 func (f *fillState) release() {
+	f.budget.give(f.held)
+	f.held = 0
 	if f.pooled != nil && cap(f.buf) <= maxPooledFill {
 		*f.pooled = f.buf[:0]
 		fillBufs.Put(f.pooled)
@@ -237,4 +245,33 @@ func (f *fillState) release() {
 // SELECT ... FOR UPDATE, LOCK, SHOW, VACUUM or a SET cannot.
 func mayWrite(a *cachepolicy.Analysis) bool {
 	return len(a.Writes) > 0 || a.InvalidateAll || a.ParseError != nil || len(a.Calls) > 0
+}
+
+// captureBudget bounds the bytes that answers being captured for the
+// cache hold together (fillState.buf), outside the store's own budget:
+// many sessions each reading a large cacheable answer slowly would
+// otherwise hold max_entry_bytes each. A fill past it is relayed without
+// being stored. A nil budget takes everything.
+type captureBudget struct {
+	used atomic.Int64
+	max  int64
+}
+
+// take reserves n bytes, or reports that they would exceed the budget.
+func (b *captureBudget) take(n int) bool {
+	if b == nil {
+		return true
+	}
+	if b.used.Add(int64(n)) > b.max {
+		b.used.Add(-int64(n))
+		return false
+	}
+	return true
+}
+
+// give returns n bytes that take reserved.
+func (b *captureBudget) give(n int) {
+	if b != nil && n != 0 {
+		b.used.Add(-int64(n))
+	}
 }

@@ -687,7 +687,7 @@ func (s *session) abortFills() {
 	s.mu.Unlock()
 	for _, r := range q {
 		if r.fill != nil {
-			s.p.store.Abort(r.fill.f)
+			r.fill.abort() // both loops are done: nothing captures into it
 		}
 	}
 }
