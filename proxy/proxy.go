@@ -46,10 +46,10 @@ type Proxy struct {
 	maxEntryBytes int
 	// captures bounds the answers being captured for the cache: half of
 	// cache.max_bytes, at least max_entry_bytes.
-	captures captureBudget
-	backendKey    []byte   // the backend address, in every key
-	streams       *streams // nil when invalidation mode is none
-	maxLag        time.Duration
+	captures   captureBudget
+	backendKey []byte   // the backend address, in every key
+	streams    *streams // nil when invalidation mode is none
+	maxLag     time.Duration
 
 	closeOnce sync.Once
 	closeCh   chan struct{} // closed by Shutdown/Close: stops background work
