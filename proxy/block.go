@@ -166,8 +166,13 @@ const unknownIdleLimit = 500 * time.Millisecond
 // directly. s.mu must be held.
 func (s *session) sessionIdleLocked() string {
 	idle := time.Since(s.lastReady)
-	if s.defaultsKnownLocked() {
-		if t := s.txDefaults.sessionTimeout; t > 0 && idle >= t/2 {
+	// Read for the session's settings as they are; a catalog change since
+	// (which makes the transaction defaults stale) rarely changes this
+	// one, which ALTER ROLE and ALTER DATABASE … SET give only to new
+	// sessions. It is read again with the next relayed request.
+	d := &s.txDefaults
+	if d.known && d.digest == s.state.digest && !s.state.unknown {
+		if t := d.sessionTimeout; t > 0 && idle >= t/2 {
 			return "session_idle_timeout"
 		}
 		return ""

@@ -306,7 +306,10 @@ func (s *session) decideEffects(held **plan) {
 // why it may not use the cache ("" if it may), and the session's own
 // last write.
 type hitState struct {
-	why      string
+	why string
+	// idle: the backend must hear from the session (sessionIdleLocked):
+	// a cached answer is not used, but a miss may still be stored.
+	idle     string
 	rywAfter time.Time
 	status   pgwire.TxStatus // for the ReadyForQuery of a hit
 }
@@ -319,6 +322,9 @@ func (s *session) appendKeyPrefix(dst []byte, proto byte) ([]byte, hitState) {
 	s.mu.Lock()
 	digest := s.state.digest
 	hs := hitState{why: s.cacheableLocked(), rywAfter: s.rywAfter, status: s.txStatus}
+	if hs.why == "" && s.txStatus == pgwire.TxIdle {
+		hs.idle = s.sessionIdleLocked()
+	}
 	s.mu.Unlock()
 	return cachepolicy.AppendKey(dst, protoKey[proto], s.p.backendKey, digest[:]), hs
 }
@@ -349,8 +355,6 @@ func (s *session) cacheableLocked() string {
 		if why := s.blockWhyLocked(); why != "" {
 			return why
 		}
-	} else if why := s.sessionIdleLocked(); why != "" {
-		return why
 	}
 	switch {
 	case s.state.unknown:
@@ -389,6 +393,10 @@ func (s *session) lookup(held **plan, key []byte, hs hitState, prefix []byte, pa
 	store := s.p.store
 	for waited := false; ; waited = true {
 		if v := store.Get(key); v != nil {
+			if hs.idle != "" {
+				m.bypasses.WithLabelValues(hs.idle).Inc()
+				return false, nil
+			}
 			if hs.status == pgwire.TxActive {
 				// Waits since hs was read (the catalog, the change
 				// stream, another session's fill) may have taken the

@@ -176,9 +176,13 @@ func (st *sessionState) readBack(settings [][2]string, role, auth string, gen ui
 	if auth != st.startup["user"] {
 		st.settings["session_authorization"] = auth
 	}
-	// Always: a role equal to the session user may be SET ROLE NONE
-	// where the login's default role is another.
-	st.settings["role"] = role
+	// A role equal to the session user is the login's own, unless the
+	// login set a default role (options=-c role=…), which SET ROLE NONE
+	// would have left: then it is recorded. (ALTER ROLE … SET role, which
+	// nothing reports, is not seen here.)
+	if role != auth || strings.Contains(strings.ToLower(st.startup["options"]), "role") {
+		st.settings["role"] = role
+	}
 	st.unknown, st.fromReadBack, st.readBackGen = false, true, gen
 	st.encode()
 }

@@ -22,10 +22,7 @@ func TestReadBackState(t *testing.T) {
 	setVar := func(name, value string) cachepolicy.SessionEffect {
 		return cachepolicy.SessionEffect{Kind: cachepolicy.SetVar, Name: name, Value: value}
 	}
-	// The read-back records the current role always: one equal to the
-	// session user may be SET ROLE NONE where the login's default role
-	// (options=-c role=…) is another.
-	want := set(setVar("search_path", "b"), setVar("app.tenant", "t1"), cachepolicy.SessionEffect{Kind: cachepolicy.SetRole, Value: "app"})
+	want := set(setVar("search_path", "b"), setVar("app.tenant", "t1"))
 
 	st := set(setVar("search_path", "a"), cachepolicy.SessionEffect{Kind: cachepolicy.SetRole, Value: "admin"},
 		cachepolicy.SessionEffect{Kind: cachepolicy.SetConfigCall})
