@@ -189,7 +189,8 @@ func (s *session) tryBatch() (bool, *fillState) {
 
 	var sql, oids []byte
 	var p **plan
-	var parsedAt []byte // of a statement parsed before the catalog changed
+	var parsedAt []byte   // of a statement parsed before the catalog changed
+	var parsedPath uint64 // the search path a named statement was parsed under
 	if hasParse {
 		sql, oids = parse.Query, parse.OIDs
 		p = s.sqlPlan(sql)
@@ -198,7 +199,7 @@ func (s *session) tryBatch() (bool, *fillState) {
 		if st == nil {
 			return false, nil
 		}
-		sql, oids, p = st.sqlb, st.oids, st.plan
+		sql, oids, p, parsedPath = st.sqlb, st.oids, st.plan, st.pathGen
 		switch stale, ambiguous := s.statementStale(st); {
 		case ambiguous:
 			s.p.metrics.bypasses.WithLabelValues("statement_stale").Inc()
@@ -210,13 +211,19 @@ func (s *session) tryBatch() (bool, *fillState) {
 	if !(*p).analysis.Candidate {
 		return false, nil
 	}
-	if clock, err := pgwire.AnyTextParam(bind.Args, paramReadsClock); err != nil || clock {
+	if clock, err := pgwire.AnyParam(bind.Args, paramReadsClock); err != nil || clock {
 		// 'now' bound to a timestamp parameter reads the clock.
 		s.p.metrics.bypasses.WithLabelValues("uncacheable").Inc()
 		return false, nil
 	}
 	var hs hitState
 	s.keyBuf, hs = s.appendKeyPrefix(s.keyBuf[:0], 'E')
+	if !hasParse && parsedPath != hs.pathGen {
+		// PostgreSQL analyzes it again under the new search path, and
+		// refuses it (0A000) if its result columns changed: it decides.
+		s.p.metrics.bypasses.WithLabelValues("statement_stale").Inc()
+		return false, nil
+	}
 	s.keyBuf = cachepolicy.AppendKey(s.keyBuf, (*p).digest[:], oids, bind.Args, describedKey[described])
 	if parsedAt != nil {
 		// PostgreSQL keeps what the statement's names meant when it was
@@ -554,10 +561,10 @@ func (s *session) track(typ byte, body []byte) {
 			return
 		}
 		if kind == 'S' {
+			// backendUnnamed stays: PostgreSQL skips a Close after an
+			// error in its batch, and a spare Close S "" ahead of a later
+			// batch costs nothing.
 			delete(s.stmts, string(name))
-			if len(name) == 0 {
-				s.backendUnnamed = false
-			}
 		} else {
 			delete(s.portals, string(name))
 			delete(s.portalRows, string(name))
@@ -601,7 +608,7 @@ func (s *session) bindEffects(st *stmtInfo, bind pgwire.BindBody) {
 // boundEffects returns session with the values of a Bind's parameters
 // (args, of a statement parsed with oids) in the effects that take one
 // (SessionEffect.Param), or nil if none does. An effect whose value is
-// NULL, missing, or binary for a type other than text keeps its Param,
+// NULL, missing, or declared a type other than text keeps its Param,
 // which appendEffects turns into an unknown change of settings.
 func boundEffects(session []cachepolicy.SessionEffect, args, oids []byte) []cachepolicy.SessionEffect {
 	if !slices.ContainsFunc(session, func(e cachepolicy.SessionEffect) bool { return e.Param > 0 }) {
@@ -612,8 +619,10 @@ func boundEffects(session []cachepolicy.SessionEffect, args, oids []byte) []cach
 		if e.Param == 0 {
 			continue
 		}
-		value, bin, null, err := pgwire.Param(args, e.Param-1)
-		if err != nil || null || bin && !textParam(oids, e.Param) {
+		value, _, null, err := pgwire.Param(args, e.Param-1)
+		// Only a value PostgreSQL reads as text is the value set: one
+		// declared int4 ('007' → 7) or bpchar (trailing spaces) is not.
+		if err != nil || null || !textParam(oids, e.Param) {
 			continue
 		}
 		out[i].Value, out[i].Param = string(value), 0
@@ -695,8 +704,11 @@ func (s *session) setStatement(p pgwire.ParseBody, pl **plan, onBackend bool) {
 		// It replaces any statement the backend kept (unnamedStale).
 		s.unnamedStale = false
 	}
+	s.mu.Lock()
+	path := s.state.pathGen
+	s.mu.Unlock()
 	if st := s.stmts[string(p.Name)]; st != nil && st.sql == string(p.Query) && bytes.Equal(st.oids, p.OIDs) {
-		st.onBackend, st.plan, st.changes, st.checkSeq = onBackend, pl, s.changes.Load(), s.checks.Load()
+		st.onBackend, st.plan, st.changes, st.checkSeq, st.pathGen = onBackend, pl, s.changes.Load(), s.checks.Load(), path
 		return
 	}
 	s.stmts[string(p.Name)] = &stmtInfo{
@@ -707,6 +719,7 @@ func (s *session) setStatement(p pgwire.ParseBody, pl **plan, onBackend bool) {
 		onBackend: onBackend,
 		changes:   s.changes.Load(),
 		checkSeq:  s.checks.Load(),
+		pathGen:   path,
 	}
 }
 

@@ -28,6 +28,9 @@ type stmtInfo struct {
 	changes, checkSeq uint64
 	stale, ambiguous  bool
 	staleAt           uint64
+	// pathGen is the session's search path generation
+	// (sessionState.pathGen) when it was parsed.
+	pathGen uint64
 }
 
 // maxSessionPlans and maxSessionPlanBytes bound a session's own plan map,
@@ -310,6 +313,7 @@ type hitState struct {
 	// idle: the backend must hear from the session (sessionIdleLocked):
 	// a cached answer is not used, but a miss may still be stored.
 	idle     string
+	pathGen  uint64 // sessionState.pathGen
 	rywAfter time.Time
 	status   pgwire.TxStatus // for the ReadyForQuery of a hit
 }
@@ -321,7 +325,7 @@ type hitState struct {
 func (s *session) appendKeyPrefix(dst []byte, proto byte) ([]byte, hitState) {
 	s.mu.Lock()
 	digest := s.state.digest
-	hs := hitState{why: s.cacheableLocked(), rywAfter: s.rywAfter, status: s.txStatus}
+	hs := hitState{why: s.cacheableLocked(), rywAfter: s.rywAfter, status: s.txStatus, pathGen: s.state.pathGen}
 	if hs.why == "" && s.txStatus == pgwire.TxIdle {
 		hs.idle = s.sessionIdleLocked()
 	}

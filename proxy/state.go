@@ -42,6 +42,12 @@ type sessionState struct {
 	// login, and sqlcache saw it only later (Proxy.loginDefaultsSeen).
 	// It bypasses the cache for good.
 	loginUnknown bool
+	// pathGen counts the changes of the search path the session set
+	// (set:search_path), path its last value ("" unset, else "=" and the
+	// value): prepared statements parsed under another are analyzed
+	// again by PostgreSQL.
+	pathGen uint64
+	path    string
 }
 
 // loginKey is the key in sessionState.startup of the generation of the
@@ -106,6 +112,14 @@ func (st *sessionState) unset(name string) {
 }
 
 func (st *sessionState) encode() {
+	path := ""
+	if v, ok := st.settings["set:search_path"]; ok {
+		path = "=" + v
+	}
+	if path != st.path {
+		st.path = path
+		st.pathGen++
+	}
 	names := make([]string, 0, len(st.settings))
 	for k := range st.settings {
 		names = append(names, k)

@@ -210,12 +210,13 @@ func Param(args []byte, i int) (value []byte, binaryFormat, null bool, err error
 	return value, binaryFormat, null, err
 }
 
-// AnyTextParam reports whether pred holds for the value of any non-NULL
-// parameter sent in text format, given the Args of a Bind.
-func AnyTextParam(args []byte, pred func(value []byte) bool) (bool, error) {
+// AnyParam reports whether pred holds for the value of any non-NULL
+// parameter, in text or binary format (binary text, varchar, name or json
+// is the same characters), given the Args of a Bind.
+func AnyParam(args []byte, pred func(value []byte) bool) (bool, error) {
 	holds := false
-	err := eachParam(args, func(_ int, v []byte, null, bin bool) bool {
-		holds = !null && !bin && pred(v)
+	err := eachParam(args, func(_ int, v []byte, null, _ bool) bool {
+		holds = !null && pred(v)
 		return !holds
 	})
 	return holds, err

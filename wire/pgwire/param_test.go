@@ -58,7 +58,7 @@ func TestParam(t *testing.T) {
 	}
 }
 
-func TestAnyTextParam(t *testing.T) {
+func TestAnyParam(t *testing.T) {
 	isNow := func(v []byte) bool { return string(v) == "now" }
 	for _, tc := range []struct {
 		name    string
@@ -67,18 +67,19 @@ func TestAnyTextParam(t *testing.T) {
 		want    bool
 	}{
 		{"text", nil, [][]byte{[]byte("1"), []byte("now")}, true},
-		{"binary is not looked at", []int16{1}, [][]byte{[]byte("now")}, false},
+		{"binary too", []int16{1}, [][]byte{[]byte("now")}, true},
 		{"per parameter", []int16{1, 0}, [][]byte{[]byte("now"), []byte("now")}, true},
-		{"per parameter, binary", []int16{0, 1}, [][]byte{[]byte("x"), []byte("now")}, false},
+		{"per parameter, binary", []int16{0, 1}, [][]byte{[]byte("x"), []byte("now")}, true},
+		{"neither", []int16{0, 1}, [][]byte{[]byte("x"), []byte("y")}, false},
 		{"null", nil, [][]byte{nil}, false},
 		{"none", nil, nil, false},
 	} {
-		got, err := AnyTextParam(bindArgs(t, tc.formats, tc.values), isNow)
+		got, err := AnyParam(bindArgs(t, tc.formats, tc.values), isNow)
 		if err != nil || got != tc.want {
-			t.Errorf("%s: AnyTextParam = %t, %v; want %t", tc.name, got, err, tc.want)
+			t.Errorf("%s: AnyParam = %t, %v; want %t", tc.name, got, err, tc.want)
 		}
 	}
-	if _, err := AnyTextParam([]byte{0, 2, 0, 0}, isNow); err == nil {
-		t.Error("AnyTextParam accepted truncated args")
+	if _, err := AnyParam([]byte{0, 2, 0, 0}, isNow); err == nil {
+		t.Error("AnyParam accepted truncated args")
 	}
 }
