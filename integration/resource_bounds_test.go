@@ -68,7 +68,7 @@ func TestResourceBoundsSessionPlanTexts(t *testing.T) {
 	_, sc := rbStart(t)
 	before := rbLiveMiB(t, sc)
 	c, _ := dialRaw(t, sc.Addr, rtParams)
-	const n, size = 400, 200 << 10
+	const n, size = 200, 200 << 10
 	for i := range n {
 		got := c.roundTrip(1, &pgproto3.Query{String: "SELECT length('" + rbPad(i, size) + "')"})
 		if len(got) != 4 || got[1][0] != 'D' {
@@ -91,7 +91,7 @@ func TestResourceBoundsInsertTexts(t *testing.T) {
 	pg, sc := rbStart(t)
 	pg.Exec(t, `CREATE TABLE docs (id int PRIMARY KEY, body text)`)
 	before := rbLiveMiB(t, sc)
-	const conns, per, size = 4, 100, 200 << 10
+	const conns, per, size = 4, 60, 200 << 10
 	for k := range conns {
 		c, _ := dialRaw(t, sc.Addr, rtParams)
 		for i := range per {
