@@ -73,6 +73,7 @@ const maxKeys = 256
 type decoder struct {
 	rels  map[uint32]relation // by table OID
 	inTxn bool                // between Begin and Commit
+	xid   uint32              // the open transaction's, from its Begin
 	txn   []invalidator.Change
 	seen  map[changeKey]int // index in txn of each change
 }
@@ -88,6 +89,8 @@ type step struct {
 	// commitEnd, if not zero, is the end of a transaction just applied:
 	// every commit up to it has been passed to Handler.Apply.
 	commitEnd uint64
+	// xid is the transaction ID of the commit applied (apply), or 0.
+	xid uint32
 }
 
 // errProtocol marks messages out of order or naming unknown tables: the
@@ -110,7 +113,7 @@ func (d *decoder) decode(msg pglogrepl.Message, pos uint64) (step, error) {
 		if d.inTxn {
 			return step{}, fmt.Errorf("%w: Begin inside a transaction", errProtocol)
 		}
-		d.inTxn = true
+		d.inTxn, d.xid = true, m.Xid
 		return step{}, nil
 	case *pglogrepl.CommitMessage:
 		return d.commit(m)
@@ -138,12 +141,12 @@ func (d *decoder) commit(m *pglogrepl.CommitMessage) (step, error) {
 	if !d.inTxn {
 		return step{}, fmt.Errorf("%w: Commit outside a transaction", errProtocol)
 	}
-	changes := d.txn
+	changes, xid := d.txn, d.xid
 	for i := range changes {
 		changes[i].Pos = uint64(m.CommitLSN)
 	}
 	d.endSession()
-	return step{apply: changes, commitEnd: uint64(m.TransactionEndLSN)}, nil
+	return step{apply: changes, commitEnd: uint64(m.TransactionEndLSN), xid: xid}, nil
 }
 
 // relation records a table's definition and reports a Schema change if it

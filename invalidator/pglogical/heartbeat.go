@@ -36,7 +36,10 @@ type beatResult struct {
 	kind   beatKind
 	t0     time.Time
 	target uint64 // beatMeasure: the end of the last WAL record after t0
-	err    error
+	// snapshot: beatMeasure, which transactions were still invisible to
+	// other sessions after t0 (visibility.go).
+	snapshot txSnapshot
+	err      error
 }
 
 // heartbeats runs heartbeat jobs until ctx ends. It owns s.hb while it
@@ -97,12 +100,17 @@ func (s *Stream) heartbeatOnce(ctx context.Context, kind beatKind) beatResult {
 	// it would leave changes unsent without a word from the server.
 	res.t0 = time.Now()
 	row, _, err := queryRow(ctx, s.hb, "SELECT pg_catalog.pg_current_wal_insert_lsn(), "+publicationColumns+
-		" FROM (SELECT) x LEFT JOIN pg_catalog.pg_publication p ON p.pubname = "+quoteLiteral(s.cfg.Publication), 8)
+		", pg_catalog.txid_current_snapshot()::text"+
+		" FROM (SELECT) x LEFT JOIN pg_catalog.pg_publication p ON p.pubname = "+quoteLiteral(s.cfg.Publication), 9)
 	if err != nil {
 		res.err = err
 		return res
 	}
-	if pub := publicationFrom(row[1:]); pub.missing {
+	if res.snapshot, err = parseSnapshot(row[8]); err != nil {
+		res.err = fmt.Errorf("txid_current_snapshot: %w", err)
+		return res
+	}
+	if pub := publicationFrom(row[1:8]); pub.missing {
 		res.err = missingPublication(s.cfg.Publication, " any more")
 		return res
 	} else if res.err = pub.problem(s.cfg.Publication); res.err != nil {

@@ -218,6 +218,7 @@ func (r *replication) handle(ev inbound) error {
 	if len(st.apply) > 0 {
 		r.s.cfg.Handler.Apply(r.s.cfg.Database, st.apply)
 		r.s.updateStatus(func(s *Status) { s.Changes += uint64(len(st.apply)) })
+		r.s.applied(st.xid, st.apply)
 	}
 	if st.commitEnd != 0 {
 		r.advance(st.commitEnd)
@@ -322,6 +323,7 @@ func (r *replication) beatDone(res beatResult) error {
 		return nil
 	}
 	if res.kind == beatMeasure {
+		r.s.visible(res.t0, res.snapshot)
 		r.s.updateStatus(func(s *Status) { s.ServerLSN = res.target })
 		if t0, ok := r.track.start(res.t0, res.target); ok {
 			r.reached(t0)

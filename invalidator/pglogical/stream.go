@@ -51,6 +51,9 @@ type Stream struct {
 	slotApplied  uint64 // permanent slot: applied when the last session ended
 	recreateSlot bool   // permanent slot: drop and create it anew
 	lastLogged   string // the last error logged, to log each once
+	// invisible are transactions applied before a heartbeat saw them
+	// visible to other sessions (visibility.go). Run goroutine only.
+	invisible []appliedTxn
 }
 
 // Status is a Stream's state, for metrics and health checks.
