@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -102,7 +103,15 @@ func (p *Proxy) serveInvalidate(w http.ResponseWriter, r *http.Request) {
 	case table == "":
 		n = p.store.InvalidateDB(db)
 	default:
-		n = p.store.InvalidateTable(db, table)
+		// The store knows relations by name: "schema.name" (as
+		// cache.rules spell them) drops that name's answers in every
+		// schema, which may drop more, never fewer.
+		name := table[strings.LastIndexByte(table, '.')+1:]
+		if name == "" {
+			http.Error(w, "table: want name or schema.name", http.StatusBadRequest)
+			return
+		}
+		n = p.store.InvalidateTable(db, name)
 	}
 	p.metrics.invalidations.WithLabelValues("admin").Add(float64(n))
 	p.metrics.invalidationEvents.WithLabelValues("admin").Inc()

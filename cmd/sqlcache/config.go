@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/sqlcache/sqlcache/cachepolicy"
 	"github.com/sqlcache/sqlcache/proxy"
@@ -88,6 +89,9 @@ func newViper() *viper.Viper {
 	}
 	v.SetEnvPrefix("SQLCACHE")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	// An empty variable wins over the file too: SQLCACHE_ADMIN_LISTEN=
+	// turns the admin listener off, as --admin-listen "" does.
+	v.AllowEmptyEnv(true)
 	v.AutomaticEnv()
 	return v
 }
@@ -115,7 +119,7 @@ func loadConfig(v *viper.Viper, file string) (*config, error) {
 func checkKeys(v *viper.Viper) error {
 	var unknown []string
 	for _, k := range v.AllKeys() {
-		if _, ok := defaults[k]; !ok {
+		if _, ok := defaults[k]; !ok && !(isEmpty(v.Get(k)) && isSection(k)) {
 			unknown = append(unknown, k)
 		}
 	}
@@ -124,6 +128,28 @@ func checkKeys(v *viper.Viper) error {
 	}
 	sort.Strings(unknown)
 	return configErrorf("unknown key %s (see config.example.yaml for the keys)", strings.Join(unknown, ", "))
+}
+
+// isEmpty reports whether a section's value is no value of its own: a
+// section whose keys are all commented out is null in YAML, which viper
+// lists as a key of its own and reads as its defaults (a map).
+func isEmpty(val any) bool {
+	switch val.(type) {
+	case nil, map[string]any:
+		return true
+	}
+	return false
+}
+
+// isSection reports whether k is a section of keys (postgres.tls), which
+// YAML gives as an empty value when all its keys are commented out.
+func isSection(k string) bool {
+	for d := range defaults {
+		if strings.HasPrefix(d, k+".") {
+			return true
+		}
+	}
+	return false
 }
 
 func parseConfig(v *viper.Viper) (*config, error) {
@@ -349,6 +375,13 @@ func (g *getter) boolean(key string) bool {
 // {query: "regexp"}, each with cache: never or a ttl.
 func (g *getter) rules(key string) []cachepolicy.Rule {
 	raw := g.v.Get(key)
+	if text, ok := raw.(string); ok {
+		// From the environment: YAML (or JSON) flow text.
+		if err := yaml.Unmarshal([]byte(text), &raw); err != nil {
+			g.fail(key, fmt.Errorf("want a list of rules: %v", err))
+			return nil
+		}
+	}
 	list, ok := raw.([]any)
 	if !ok {
 		if raw == nil {

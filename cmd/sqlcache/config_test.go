@@ -17,11 +17,12 @@ import (
 )
 
 // clearEnv hides any SQLCACHE_* variables of the environment the tests run
-// in: viper takes an empty variable as unset.
+// in (an empty one counts as set), restoring them after the test.
 func clearEnv(t *testing.T) {
 	t.Helper()
 	for k := range defaults {
-		t.Setenv(envName(k), "")
+		t.Setenv(envName(k), "") // restored after the test
+		os.Unsetenv(envName(k))
 	}
 }
 
