@@ -92,6 +92,10 @@ type Analysis struct {
 	// (SetsTransaction).
 	BeginOptions bool
 
+	// EndsBlock: the string is one COMMIT or ROLLBACK (END, ABORT)
+	// without AND CHAIN, which leaves no transaction open after it.
+	EndsBlock bool
+
 	// OpensBlock: the string is one BEGIN or START TRANSACTION that leaves
 	// the block it opens at read committed or at the session's default
 	// isolation level (no ISOLATION LEVEL REPEATABLE READ or SERIALIZABLE).
@@ -244,6 +248,8 @@ func analyze(sql string, sh *Shape) *Analysis {
 			switch t.GetKind() {
 			case pg_query.TransactionStmtKind_TRANS_STMT_BEGIN, pg_query.TransactionStmtKind_TRANS_STMT_START:
 				a.BeginOptions = a.BeginOptions || len(t.GetOptions()) > 0
+			case pg_query.TransactionStmtKind_TRANS_STMT_COMMIT, pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK:
+				a.EndsBlock = len(stmts) == 1 && !t.GetChain()
 			}
 		}
 		a.prepared(stmt)

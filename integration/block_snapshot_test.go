@@ -100,3 +100,61 @@ func TestBlockBeginOptionsAfterHit(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockChainAfterHits: COMMIT AND CHAIN (or ROLLBACK AND CHAIN) after
+// reads answered from the cache in a block starts a new transaction that
+// has run nothing, where PostgreSQL accepts SET TRANSACTION. The hits
+// must not carry over into it (before, sqlcache sent its SELECT 1 there,
+// and PostgreSQL refused the SET TRANSACTION with 25001). And a request
+// that takes no snapshot (SHOW) after the hits must not let a later SET
+// TRANSACTION through in the same block, as PostgreSQL refuses it.
+func TestBlockChainAfterHits(t *testing.T) {
+	pg, sc := startCache(t, nil)
+	pg.Exec(t, `CREATE TABLE ch (id int PRIMARY KEY, v text)`)
+	pg.Exec(t, `INSERT INTO ch VALUES (1, 'a')`)
+	waitApplied(t, sc)
+	ctx := t.Context()
+	const read = `SELECT v FROM ch WHERE id = 1`
+	rtCached(t, ctx, sc, connect(t, sc.URL("postgres", "", "postgres", "default_query_exec_mode=simple_protocol")), read)
+	errs := func(frames []frame) string {
+		var out []string
+		for _, f := range frames {
+			if f[0] == 'E' {
+				out = append(out, f.String())
+			}
+		}
+		return strings.Join(out, "; ")
+	}
+	for _, tc := range []struct {
+		after   []string
+		wantErr bool
+	}{
+		{[]string{`COMMIT AND CHAIN`, `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`, `COMMIT`}, false},
+		{[]string{`ROLLBACK AND CHAIN`, `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`, `COMMIT`}, false},
+		{[]string{`SHOW work_mem`, `SET TRANSACTION ISOLATION LEVEL SERIALIZABLE`, `ROLLBACK`}, true},
+	} {
+		run := func(addr string, hit bool) string {
+			c, _ := dialRaw(t, addr, rtParams)
+			c.roundTrip(1, &pgproto3.Query{String: `BEGIN`})
+			before := metricValue(t, sc, "sqlcache_cache_hits_in_transaction_total")
+			c.roundTrip(1, &pgproto3.Query{String: read})
+			if hit && metricValue(t, sc, "sqlcache_cache_hits_in_transaction_total") == before {
+				t.Fatalf("%v: the read in the block was not a hit; the case proves nothing", tc.after)
+			}
+			var e []string
+			for _, q := range tc.after {
+				if s := errs(c.roundTrip(1, &pgproto3.Query{String: q})); s != "" {
+					e = append(e, s)
+				}
+			}
+			return strings.Join(e, "; ")
+		}
+		direct := run(pg.Addr(), false)
+		if (direct != "") != tc.wantErr {
+			t.Fatalf("%v directly: errors %q; the test assumes error %v", tc.after, direct, tc.wantErr)
+		}
+		if got := run(sc.Addr, true); (got != "") != tc.wantErr {
+			t.Errorf("%v after a hit in the block through sqlcache: errors %q; directly %q", tc.after, got, direct)
+		}
+	}
+}

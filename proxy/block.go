@@ -341,13 +341,17 @@ func (s *session) blockHit() string {
 	return why
 }
 
-// snapshotIfHits sends, ahead of a request that sets the transaction's
-// characteristics (a, or the batch being relayed if a is nil), a query
-// of sqlcache's own that takes a snapshot, when reads in the block were
-// answered from the cache: PostgreSQL refuses SET TRANSACTION after a
-// query (25001), and the block must not become read-write or repeatable
-// read after reads the client saw answered. It returns false if the
-// session closed instead. Client loop only.
+// snapshotIfHits sends, ahead of the first request relayed after reads in
+// the block were answered from the cache (a, or the batch being relayed
+// if a is nil), a query of sqlcache's own that takes a snapshot, as those
+// reads would have: PostgreSQL refuses SET TRANSACTION after a query
+// (25001), and the block must not become read-write or repeatable read
+// after reads the client saw answered. Whatever the request: one that
+// takes no snapshot (LOCK, SHOW, a Flush in mid-batch) may be followed by
+// a SET TRANSACTION, and a COMMIT AND CHAIN would carry the hits into a
+// new transaction that has run nothing. Not ahead of a plain COMMIT or
+// ROLLBACK, which leaves nothing open. It returns false if the session
+// closed instead. Client loop only.
 func (s *session) snapshotIfHits(a *cachepolicy.Analysis) bool {
 	if !s.cacheOn {
 		return true
@@ -361,34 +365,13 @@ func (s *session) snapshotIfHits(a *cachepolicy.Analysis) bool {
 	if !hits {
 		return true
 	}
-	if a != nil && !a.SetsTransaction() || a == nil && !s.batchSetsTransaction() {
+	if a != nil && a.EndsBlock {
 		return true
 	}
 	s.mu.Lock()
 	s.block.hits = false
 	s.mu.Unlock()
 	return s.sendOwnQuery(snapshotQuery{}, snapshotMsg)
-}
-
-// batchSetsTransaction reports whether a statement the batch parses or
-// binds sets the transaction's characteristics. Client loop only.
-func (s *session) batchSetsTransaction() bool {
-	b := &s.batch
-	for i := range b.msgs {
-		switch b.msgs[i].typ {
-		case pgwire.MsgParse:
-			if p, err := pgwire.ParseParse(b.body(i)); err == nil && (*s.sqlPlan(p.Query)).analysis.SetsTransaction() {
-				return true
-			}
-		case pgwire.MsgBind:
-			if bind, err := pgwire.ParseBind(b.body(i)); err == nil {
-				if st := s.stmts[string(bind.Statement)]; st != nil && (*st.plan).analysis.SetsTransaction() {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }
 
 // snapshotQuery is snapshotIfHits' query; its reply is not looked at.

@@ -78,8 +78,14 @@ func TestReparseInBatch(t *testing.T) {
 		t.Fatalf("the repeated read in the block: client read %q; want a hit, 12DCZT", got)
 	}
 
-	// A batch that does not use the unnamed statement.
+	// A batch that does not use the unnamed statement. The first request
+	// relayed after the hit gets sqlcache's SELECT 1 ahead of it, taking
+	// the snapshot the hit did not (snapshotIfHits).
 	client.Write(encode(t, &pgproto3.Parse{Name: "s1", Query: "SHOW work_mem"}, &pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Execute{}, &pgproto3.Sync{}))
+	if got := toBackend(); got != "Q SELECT 1" {
+		t.Errorf("the first request after a hit in the block reached the backend as %q; want sqlcache's Q SELECT 1 first", got)
+	}
+	reply(pgwire.TxActive, &pgproto3.DataRow{Values: [][]byte{[]byte("1")}}, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
 	if got := toBackend(); got != "PBES" {
 		t.Errorf("a batch that does not use the unnamed statement reached the backend as %q; want PBES, as sent", got)
 	}
