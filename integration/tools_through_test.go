@@ -342,3 +342,42 @@ func TestToolsThroughPsqlFeatures(t *testing.T) {
 	}
 	t.Logf("cache hits during the runs: %v", metricValue(t, sc, "sqlcache_cache_hits_total")-hits)
 }
+
+// TestToolsThroughDropDatabase: once the last session of a database
+// through sqlcache has ended, sqlcache releases its change stream (a
+// walsender holding a replication slot, which makes DROP DATABASE fail
+// even WITH (FORCE)) and its catalog connection after
+// invalidation.postgres.release_idle, so that the database can be
+// dropped as if sqlcache had never been there; a database in use again
+// gets a new stream and caches again.
+func TestToolsThroughDropDatabase(t *testing.T) {
+	pg, sc := startCache(t, map[string]any{"invalidation": map[string]any{"postgres": map[string]any{"release_idle": "1s"}}})
+	ctx := t.Context()
+	use := func(db string) {
+		conn := connect(t, sc.URL("postgres", "", db))
+		if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY)`); err != nil {
+			t.Fatal(err)
+		}
+		rtCached(t, ctx, sc, conn, `SELECT count(*) FROM t`)
+		conn.Close(ctx)
+	}
+	direct := pg.Conn(t)
+	dropWithin := func(stmt string) {
+		t.Helper()
+		var err error
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+			if _, err = direct.Exec(ctx, stmt); err == nil {
+				return
+			}
+		}
+		t.Errorf("%s, run directly after the database's last session through sqlcache ended: %v", stmt, err)
+	}
+	pg.Exec(t, `CREATE DATABASE scratch`)
+	use("scratch")
+	dropWithin(`DROP DATABASE scratch`)
+
+	pg.Exec(t, `CREATE DATABASE scratch2`)
+	use("scratch2")
+	use("scratch2") // again, after (or before) its release: caches again
+	dropWithin(`DROP DATABASE scratch2 WITH (FORCE)`)
+}

@@ -8,6 +8,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -63,7 +64,11 @@ type Proxy struct {
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
 	cancelKey map[string]*session // BackendKeyData (pid+secret) → session
-	closing   bool
+	// dbSessions counts the sessions using each database's cache
+	// (dbJoin); dbRelease is how long one with none keeps its stream.
+	dbSessions map[string]int
+	dbRelease  time.Duration
+	closing    bool
 	// loginReadStarted: the first read of the settings sessions log in
 	// with has started (Serve).
 	loginReadStarted bool
@@ -89,6 +94,8 @@ func New(cfg Config) (*Proxy, error) {
 		listeners:     make(map[net.Listener]struct{}),
 		sessions:      make(map[*session]struct{}),
 		cancelKey:     make(map[string]*session),
+		dbSessions:    make(map[string]int),
+		dbRelease:     cmp.Or(c.Invalidation.ReleaseIdle, dbIdleRelease),
 		cacheEnabled:  c.Cache.Enabled,
 		maxEntryBytes: int(c.Cache.MaxEntryBytes),
 		backendKey:    []byte(c.Backend),

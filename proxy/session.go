@@ -207,6 +207,11 @@ func (s *session) run() error {
 	s.epoch = s.p.planner.epoch(s.db)
 	s.changes = s.p.planner.catalogChanges(s.db)
 	s.checks = s.p.planner.checkSeq(s.db)
+	if s.cacheOn {
+		// Keeps the database's stream and catalog connection (dbLeave).
+		s.p.dbJoin(s.db)
+		defer s.p.dbLeave(s.db)
+	}
 	if s.p.streams != nil && s.cacheOn {
 		s.stream = s.p.streams.get(s.db)
 	}

@@ -45,6 +45,10 @@ type InvalidationConfig struct {
 	// Heartbeat is how often each stream re-establishes freshness. If
 	// zero, a quarter of MaxLag, at most 100ms.
 	Heartbeat time.Duration
+	// ReleaseIdle is how long a database keeps its stream and catalog
+	// connection after its last session ends (Proxy.dbLeave). If zero,
+	// 30 seconds.
+	ReleaseIdle time.Duration
 }
 
 // streams runs one change stream per database that clients use.
@@ -95,6 +99,16 @@ func (ss *streams) get(db string) *pglogical.Stream {
 	}
 	st := pglogical.Start(cfg)
 	ss.byDB[db] = st
+	return st
+}
+
+// remove takes db's stream out of the set, for the caller to close; the
+// next get starts a new one.
+func (ss *streams) remove(db string) *pglogical.Stream {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	st := ss.byDB[db]
+	delete(ss.byDB, db)
 	return st
 }
 

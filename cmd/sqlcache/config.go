@@ -49,6 +49,7 @@ var defaults = map[string]any{
 
 	"invalidation.postgres.mode":               "logical",
 	"invalidation.postgres.max_lag":            "1s",
+	"invalidation.postgres.release_idle":       "30s",
 	"invalidation.postgres.publication":        "sqlcache",
 	"invalidation.postgres.create_publication": true,
 	"invalidation.postgres.slot":               "",
@@ -187,6 +188,7 @@ func parseConfig(v *viper.Viper) (*config, error) {
 		Publication:       g.str("invalidation.postgres.publication"),
 		CreatePublication: g.boolean("invalidation.postgres.create_publication"),
 		Slot:              g.str("invalidation.postgres.slot"),
+		ReleaseIdle:       g.duration("invalidation.postgres.release_idle", 100*time.Millisecond),
 	}
 	c.StartupCheckFail = g.oneOf("invalidation.postgres.startup_check", "warn", "fail") == "fail"
 	if c.Proxy.Cache.MaxEntryBytes > c.Proxy.Cache.MaxBytes/2 {
