@@ -432,6 +432,15 @@ func (s *session) lookup(held **plan, key []byte, hs hitState, prefix []byte, pa
 			return false, nil
 		}
 		f := s.begin(p, key, params)
+		if f.Leader() && p.epoch != s.epoch.Load() {
+			// The catalog changed since the decision (DDL through
+			// sqlcache forgets its facts before it drops answers): the
+			// tables it names may not be what the query reads now, and a
+			// fill begun after the drop would pass its check.
+			store.Abort(f)
+			m.misses.Inc()
+			return false, nil
+		}
 		if !f.Leader() && hs.status == pgwire.TxActive {
 			// Another session is fetching it, but this one is in a
 			// block, whose locks may be what that fill waits behind:

@@ -32,7 +32,13 @@ func (s *session) invalidate(r *request, ready, commit, txEnded bool) {
 		s.mu.Lock()
 		writes, rows := r.writes, r.rows
 		all := r.invalidateAll || r.unparsed && !r.failed
+		catalog := r.catalogChange
 		s.mu.Unlock()
+		if catalog {
+			// Before the drop, as at a COMMIT below: a fill that begins
+			// after it must not use facts from before the DDL.
+			s.p.planner.forget(s.db)
+		}
 		s.drop(all, writes, rows)
 		return
 	}
