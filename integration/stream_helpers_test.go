@@ -72,19 +72,20 @@ func (r *streamRecorder) resetCount() int {
 	return r.resets
 }
 
-// count returns how many Apply calls after mark include a change of kind to
-// public.table.
+// count returns how many commits applied after mark include a change of
+// kind to public.table. A transaction's changes are applied again once a
+// heartbeat sees it visible: each commit counts once, by its position.
 func (r *streamRecorder) count(mark int, table string, kind invalidator.ChangeKind) int {
-	n := 0
+	commits := make(map[uint64]bool)
 	for _, changes := range r.since(mark) {
 		for _, c := range changes {
 			if c.Schema == "public" && c.Table == table && c.Kind == kind {
-				n++
+				commits[c.Pos] = true
 				break
 			}
 		}
 	}
-	return n
+	return len(commits)
 }
 
 // change is a Change without its position, for comparisons.
