@@ -28,6 +28,7 @@ func TestMain(m *testing.M) {
 	// os.Exit, which skips deferred calls.
 	exitCode := func() int {
 		defer removeSqlcacheBinary()
+		defer removePGTemplate()
 		return m.Run()
 	}()
 	os.Exit(exitCode)

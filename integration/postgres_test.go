@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -86,7 +87,7 @@ func StartPostgres(t testing.TB, opts ...PGOption) *Postgres {
 	}
 	p := &Postgres{Host: "127.0.0.1", Port: FreePort(t), BinDir: findPGBinDir(t), SSL: o.ssl}
 	p.makeDir(t)
-	p.initdb(t)
+	p.copyTemplate(t)
 	p.configure(t)
 
 	// Cleanups run last-registered first: stop the server, then show its log.
@@ -100,8 +101,66 @@ func StartPostgres(t testing.TB, opts ...PGOption) *Postgres {
 	if err := p.launch(30 * time.Second); err != nil {
 		t.Fatalf("starting postgres: %v (log below)", err)
 	}
-	p.createRoles(t)
 	return p
+}
+
+// pgTemplate is a cluster made once per test binary, with PGRoles and
+// database app, that StartPostgres copies: initdb and CREATE DATABASE
+// took about a third of starting a server, paid by every test.
+var pgTemplate struct {
+	once sync.Once
+	dir  string // holds data/; empty if making it failed
+}
+
+// copyTemplate copies the template cluster, made on first use, into
+// p.DataDir. The copy keeps the template's owner, pgOSUser when root.
+func (p *Postgres) copyTemplate(t testing.TB) {
+	t.Helper()
+	pgTemplate.once.Do(func() { pgTemplate.dir = makePGTemplate(t, p.BinDir) })
+	if pgTemplate.dir == "" {
+		t.Fatal("the template cluster could not be made (see the first test that started postgres)")
+	}
+	src := filepath.Join(pgTemplate.dir, "data")
+	if out, err := exec.Command("cp", "-a", src, p.DataDir).CombinedOutput(); err != nil {
+		t.Fatalf("copying the template cluster: cp -a %s %s: %v\n%s", src, p.DataDir, err, out)
+	}
+}
+
+// makePGTemplate initializes a cluster, creates the roles and database app
+// in it, stops it cleanly and returns its directory, removed by TestMain.
+func makePGTemplate(t testing.TB, binDir string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sqlcache-pgtemplate-*")
+	if err != nil {
+		t.Fatalf("creating the template dir: %v", err)
+	}
+	tp := &Postgres{Host: "127.0.0.1", Port: FreePort(t), BinDir: binDir, dir: dir,
+		DataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "postgres.log")}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatalf("chmod %s: %v", dir, err)
+	}
+	if os.Geteuid() == 0 {
+		tp.cred = lookupCredential(t, pgOSUser)
+		ChownTo(t, dir, pgOSUser)
+	}
+	tp.initdb(t)
+	tp.configure(t)
+	if err := tp.launch(30 * time.Second); err != nil {
+		t.Fatalf("starting the template postgres: %v\n%s", err, tp.logTail(50))
+	}
+	defer tp.shutdown(t) // if createRoles fails
+	tp.createRoles(t)
+	tp.shutdown(t)
+	if tp.proc.err != nil {
+		t.Fatalf("stopping the template postgres: %v\n%s", tp.proc.err, tp.logTail(50))
+	}
+	return dir
+}
+
+func removePGTemplate() {
+	if pgTemplate.dir != "" {
+		os.RemoveAll(pgTemplate.dir)
+	}
 }
 
 // findPGBinDir returns the directory holding initdb and postgres: pg_config's
