@@ -803,6 +803,12 @@ func serviceDSNFor(dsn, db string) (string, error) {
 			return "", fmt.Errorf("postgres.service_dsn: %w", err)
 		}
 		u.Path = "/" + db
+		// A dbname parameter would win over the path (pgconn reads the
+		// query after it).
+		if q := u.Query(); q.Has("dbname") {
+			q.Del("dbname")
+			u.RawQuery = q.Encode()
+		}
 		return u.String(), nil
 	}
 	// In key=value form a later key wins.
