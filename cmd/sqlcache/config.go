@@ -284,10 +284,11 @@ func (g *getter) duration(key string, least time.Duration) time.Duration {
 	return d
 }
 
-var sizeRE = regexp.MustCompile(`^\s*(\d+)\s*([KMGT]i?B|B)?\s*$`)
+var sizeRE = regexp.MustCompile(`^\s*(\d+)\s*([KMGT]i?B|kB|B)?\s*$`)
 
 // size parses a byte count: a number, or one with a unit (KiB, MiB, GiB,
-// and KB, MB, GB taken as their binary namesakes, as PostgreSQL does).
+// and kB, KB, MB, GB taken as their binary namesakes, as PostgreSQL does;
+// PostgreSQL spells the first kB).
 func (g *getter) size(key string, least, most int64) int64 {
 	s := g.str(key)
 	m := sizeRE.FindStringSubmatch(s)
@@ -296,7 +297,7 @@ func (g *getter) size(key string, least, most int64) int64 {
 		return 0
 	}
 	n, err := strconv.ParseInt(m[1], 10, 64)
-	shift := map[string]uint{"": 0, "B": 0, "KB": 10, "KiB": 10, "MB": 20, "MiB": 20, "GB": 30, "GiB": 30, "TB": 40, "TiB": 40}[m[2]]
+	shift := map[string]uint{"": 0, "B": 0, "kB": 10, "KB": 10, "KiB": 10, "MB": 20, "MiB": 20, "GB": 30, "GiB": 30, "TB": 40, "TiB": 40}[m[2]]
 	if err != nil || n > (1<<62)>>shift {
 		g.fail(key, fmt.Errorf("%q is too large", s))
 		return 0

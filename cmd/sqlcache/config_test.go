@@ -146,6 +146,11 @@ shutdown_timeout: 0s
 			want: with(func(s *summary) { s.MaxMessageBytes = 512 << 10 }),
 		},
 		{
+			name: "size in kB, PostgreSQL's spelling",
+			yaml: "postgres:\n  max_message_bytes: 512kB\n",
+			want: with(func(s *summary) { s.MaxMessageBytes = 512 << 10 }),
+		},
+		{
 			name: "size in MB, taken as MiB",
 			yaml: "postgres:\n  max_message_bytes: 8 MB\n",
 			want: with(func(s *summary) { s.MaxMessageBytes = 8 << 20 }),
