@@ -92,9 +92,15 @@ func parseFlags(args []string) (options, error) {
 	if o.workloads, err = pickList("workloads", workloads, allWorkloads); err != nil {
 		return o, err
 	}
-	choices := allTargets
+	// tNoStream is chosen only by name, never by "all"; pglimit is in
+	// "all" once -pglimit names its binary.
+	all := slices.Clone(allTargets)
 	if o.pglimit != "" {
-		choices = append(slices.Clone(allTargets), tPglimit)
+		all = append(all, tPglimit)
+	}
+	choices := append(slices.Clone(all), tNoStream)
+	if targets == "all" {
+		targets = strings.Join(all, ",")
 	}
 	if o.targets, err = pickList("targets", targets, choices); err != nil {
 		return o, err

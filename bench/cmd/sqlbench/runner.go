@@ -126,7 +126,7 @@ func (r *runner) measureOnce(ctx context.Context, w workload, t *target, round i
 	}
 	after := r.counters(ctx, t)
 	s.tps, s.avgMs, s.p99Ms = out.tps, out.avgMs, out.p99Ms
-	s.hitRatio, s.invalPS = cacheFigures(before, after, elapsed, t.name == tSqlcache)
+	s.hitRatio, s.invalPS = cacheFigures(before, after, elapsed, t.name == tSqlcache || t.name == tNoStream)
 	s.resets = after.resets - before.resets
 	return s, ctx.Err()
 }
@@ -148,7 +148,7 @@ func (r *runner) resetWrites(ctx context.Context) error {
 // a readable cache.
 func (r *runner) counters(ctx context.Context, t *target) cacheCounters {
 	switch t.name {
-	case tSqlcache:
+	case tSqlcache, tNoStream:
 		m, err := scrape(ctx, t.admin)
 		if err != nil {
 			return cacheCounters{}

@@ -21,6 +21,12 @@ const (
 	// proxy on this machine; only when -pglimit names its binary, never
 	// by default.
 	tPglimit = "pglimit"
+	// tNoStream is sqlcache with its cache on and no change stream
+	// (invalidation.postgres.mode none): what the stream costs PostgreSQL
+	// and sqlcache, by difference with tSqlcache. Only when -targets
+	// names it, never by default: without a stream, writes made directly
+	// are not seen.
+	tNoStream = "sqlcache-nostream"
 	// tMemory is the memory measurement's own sqlcache, not a target of
 	// the workloads.
 	tMemory = "sqlcache-memory"
@@ -36,6 +42,7 @@ var targetInfo = map[string]string{
 	tPgbouncer: "PgBouncer, session pooling",
 	tPgpool:    "pgpool-II, in-memory query cache (shmem)",
 	tPglimit:   "pglimit: replays replies by exact request bytes, no safety (the ceiling)",
+	tNoStream:  "sqlcache, cache on, no change stream (invalidation.postgres.mode none)",
 }
 
 // target is something pgbench connects to.
@@ -87,6 +94,11 @@ func (e *env) startTarget(ctx context.Context, name string, pgPort int, o option
 		t.proc, err = e.startSqlcache(name, sqlcacheBin, sqlcacheConfig{
 			port: t.port, admin: t.admin, pgPort: pgPort, cache: name == tSqlcache,
 		})
+	case tNoStream:
+		t.admin = fmt.Sprintf("127.0.0.1:%d", ports[1])
+		t.proc, err = e.startSqlcache(name, sqlcacheBin, sqlcacheConfig{
+			port: t.port, admin: t.admin, pgPort: pgPort, cache: true, invalidation: "none",
+		})
 	case tMemory:
 		t.admin = fmt.Sprintf("127.0.0.1:%d", ports[1])
 		t.proc, err = e.startSqlcache(name, sqlcacheBin, sqlcacheConfig{
@@ -108,7 +120,7 @@ func (e *env) startTarget(ctx context.Context, name string, pgPort int, o option
 	if err := waitReady(ctx, t.proc, t.port, benchDB, 30*time.Second); err != nil {
 		return t, e.startError(t, err)
 	}
-	if name == tSqlcache || name == tMemory {
+	if name == tSqlcache || name == tNoStream || name == tMemory {
 		t.note = waitCaching(ctx, t, 60*time.Second)
 	}
 	return t, nil
