@@ -2,6 +2,9 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -380,4 +383,19 @@ func TestToolsThroughDropDatabase(t *testing.T) {
 	use("scratch2")
 	use("scratch2") // again, after (or before) its release: caches again
 	dropWithin(`DROP DATABASE scratch2 WITH (FORCE)`)
+
+	// /explain looks the statement up in the database's catalog, as a
+	// session would, with no session to end.
+	pg.Exec(t, `CREATE DATABASE scratch3`)
+	s3 := connect(t, pg.URL("postgres", "", "scratch3"))
+	if _, err := s3.Exec(ctx, `CREATE TABLE t (id int PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	s3.Close(ctx)
+	status, exp := opAdmin(t, sc, "GET", "/explain?"+url.Values{"database": {"scratch3"}, "sql": {"SELECT * FROM t"}}.Encode())
+	var decision struct{ Cacheable bool }
+	if err := json.Unmarshal([]byte(exp), &decision); status != http.StatusOK || err != nil || !decision.Cacheable {
+		t.Fatalf("/explain in scratch3: %d %s; want a cacheable decision, which reads scratch3's catalog", status, exp)
+	}
+	dropWithin(`DROP DATABASE scratch3`)
 }

@@ -156,7 +156,12 @@ func (p *Proxy) serveExplain(w http.ResponseWriter, r *http.Request) {
 
 // Explain says whether sql, run in database db, would be cached, and why.
 func (p *Proxy) Explain(ctx context.Context, db, sql string) Explanation {
+	// Counted as a session of db while it looks things up, so that the
+	// catalog connection and planner state it makes are released
+	// release_idle later, as a session's are, whatever the name.
+	p.dbJoin(db)
 	pl := p.planner.decide(ctx, db, newPlan(sql, cachepolicy.Analyze(sql)))
+	p.dbLeave(db)
 	d := pl.decision
 	e := Explanation{Cacheable: d.Cacheable, Reason: d.Reason, Tables: d.Tables, Writes: pl.analysis.Writes, Rule: d.Rule}
 	if !p.cacheEnabled {
