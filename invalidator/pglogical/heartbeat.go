@@ -37,9 +37,10 @@ type beatResult struct {
 	t0     time.Time
 	target uint64 // beatMeasure: the end of the last WAL record after t0
 	// snapshot: beatMeasure, which transactions were still invisible to
-	// other sessions after t0 (visibility.go).
-	snapshot txSnapshot
-	err      error
+	// other sessions after t0 (visibility.go); taken before snapshotRead.
+	snapshot     txSnapshot
+	snapshotRead time.Time
+	err          error
 }
 
 // heartbeats runs heartbeat jobs until ctx ends. It owns s.hb while it
@@ -106,6 +107,7 @@ func (s *Stream) heartbeatOnce(ctx context.Context, kind beatKind) beatResult {
 		res.err = err
 		return res
 	}
+	res.snapshotRead = time.Now()
 	if res.snapshot, err = parseSnapshot(row[8]); err != nil {
 		res.err = fmt.Errorf("txid_current_snapshot: %w", err)
 		return res

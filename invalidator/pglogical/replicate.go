@@ -323,7 +323,7 @@ func (r *replication) beatDone(res beatResult) error {
 		return nil
 	}
 	if res.kind == beatMeasure {
-		r.s.visible(res.t0, res.snapshot)
+		r.s.visible(res.snapshotRead, res.snapshot)
 		r.s.updateStatus(func(s *Status) { s.ServerLSN = res.target })
 		if t0, ok := r.track.start(res.t0, res.target); ok {
 			r.reached(t0)

@@ -44,6 +44,7 @@ func (s *Stream) session() (wasFresh bool, err error) {
 		return false, err
 	}
 	defer closeConn(conn)
+	s.lastSnap = txSnapshot{}
 	sl, err := s.setup(conn)
 	if err != nil {
 		return false, err

@@ -54,6 +54,10 @@ type Stream struct {
 	// invisible are transactions applied before a heartbeat saw them
 	// visible to other sessions (visibility.go). Run goroutine only.
 	invisible []appliedTxn
+	// lastSnap is the last heartbeat's snapshot, taken before every
+	// transaction applied since; cleared when a session begins, since the
+	// server may not be the one it came from. Run goroutine only.
+	lastSnap txSnapshot
 }
 
 // Status is a Stream's state, for metrics and health checks.

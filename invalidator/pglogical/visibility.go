@@ -16,8 +16,11 @@ import (
 // the wait is cancelled). A fill that begins after its changes were
 // applied but reads before it is visible stores what it changed, and
 // nothing would drop that again. So each applied transaction is kept
-// until a heartbeat's snapshot, taken after it was applied, shows it
-// visible; then its changes are applied once more.
+// until a heartbeat's snapshot shows it visible; then its changes are
+// applied once more if it was applied before that snapshot was taken.
+// Visibility does not go back: a transaction that a snapshot taken
+// before its application already shows visible was visible to every fill
+// that began after it, and is not kept at all.
 
 // appliedTxn is a transaction applied before it was seen visible.
 type appliedTxn struct {
@@ -83,7 +86,7 @@ func (snap txSnapshot) visibleIn(xid uint32) bool {
 
 // applied keeps a transaction just applied until it is seen visible.
 func (s *Stream) applied(xid uint32, changes []invalidator.Change) {
-	if xid == 0 {
+	if xid == 0 || s.lastSnap.ok && s.lastSnap.visibleIn(xid) {
 		return
 	}
 	if len(s.invisible) >= maxInvisible {
@@ -94,19 +97,24 @@ func (s *Stream) applied(xid uint32, changes []invalidator.Change) {
 	s.invisible = append(s.invisible, appliedTxn{xid: xid, at: time.Now(), changes: changes})
 }
 
-// visible applies again the changes of the transactions applied before t0
-// that snap, taken after t0, shows visible, and forgets them.
-func (s *Stream) visible(t0 time.Time, snap txSnapshot) {
-	if !snap.ok || len(s.invisible) == 0 {
+// visible forgets the transactions that snap, taken before taken, shows
+// visible, applying again the changes of those applied before taken: a
+// fill may have begun between their application and the snapshot, and
+// read before they were visible.
+func (s *Stream) visible(taken time.Time, snap txSnapshot) {
+	if !snap.ok {
 		return
 	}
+	s.lastSnap = snap
 	kept := s.invisible[:0]
 	for _, tx := range s.invisible {
-		if tx.at.Before(t0) && snap.visibleIn(tx.xid) {
-			s.cfg.Handler.Apply(s.cfg.Database, tx.changes)
+		if !snap.visibleIn(tx.xid) {
+			kept = append(kept, tx)
 			continue
 		}
-		kept = append(kept, tx)
+		if tx.at.Before(taken) {
+			s.cfg.Handler.Apply(s.cfg.Database, tx.changes)
+		}
 	}
 	clear(s.invisible[len(kept):])
 	s.invisible = kept

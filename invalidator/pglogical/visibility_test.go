@@ -39,8 +39,8 @@ func (h *recordingHandler) Apply(_ string, c []invalidator.Change) {
 }
 
 // TestVisibleAppliesAgain: a transaction applied while invisible to other
-// sessions is applied again once a heartbeat taken after it sees it
-// visible, and only then.
+// sessions is applied again once a heartbeat whose snapshot was read after
+// its application sees it visible, and only then.
 func TestVisibleAppliesAgain(t *testing.T) {
 	h := &recordingHandler{}
 	s := &Stream{cfg: Config{Database: "db", Handler: h}}
@@ -51,12 +51,33 @@ func TestVisibleAppliesAgain(t *testing.T) {
 	if len(h.applied) != 0 || len(s.invisible) != 1 {
 		t.Fatalf("still running: applied %d times, %d kept", len(h.applied), len(s.invisible))
 	}
-	s.visible(time.Now().Add(-time.Hour), txSnapshot{xmin: 110, xmax: 110, ok: true})
-	if len(h.applied) != 0 {
-		t.Fatal("a snapshot from before the transaction was applied counted")
-	}
 	s.visible(after, txSnapshot{xmin: 110, xmax: 110, ok: true})
 	if len(h.applied) != 1 || len(s.invisible) != 0 {
 		t.Fatalf("visible: applied %d times, %d kept; want 1 and 0", len(h.applied), len(s.invisible))
+	}
+}
+
+// TestVisibleBeforeApplied: a transaction that a snapshot read before its
+// application already shows visible was visible to every fill that began
+// after it: it is not applied again, and once such a snapshot is the last
+// one, not even kept.
+func TestVisibleBeforeApplied(t *testing.T) {
+	h := &recordingHandler{}
+	s := &Stream{cfg: Config{Database: "db", Handler: h}}
+	change := []invalidator.Change{{Table: "t"}}
+	s.applied(102, change)
+	s.visible(time.Now().Add(-time.Hour), txSnapshot{xmin: 110, xmax: 110, ok: true})
+	if len(h.applied) != 0 || len(s.invisible) != 0 {
+		t.Fatalf("snapshot read before the application: applied again %d times, %d kept; want 0 and 0", len(h.applied), len(s.invisible))
+	}
+	s.applied(105, change) // visible in the last snapshot
+	s.applied(111, change) // not yet
+	if len(s.invisible) != 1 || s.invisible[0].xid != 111 {
+		t.Fatalf("kept %+v; want only 111, which the last snapshot does not show visible", s.invisible)
+	}
+	s.lastSnap = txSnapshot{} // a new session: nothing known
+	s.applied(106, change)
+	if len(s.invisible) != 2 {
+		t.Fatalf("after a new session kept %d; want 2", len(s.invisible))
 	}
 }
