@@ -432,11 +432,14 @@ func (s *session) lookup(held **plan, key []byte, hs hitState, prefix []byte, pa
 			return false, nil
 		}
 		f := s.begin(p, key, params)
-		if f.Leader() && p.epoch != s.epoch.Load() {
+		if f.Leader() && p.changes != s.changes.Load() {
 			// The catalog changed since the decision (DDL through
 			// sqlcache forgets its facts before it drops answers): the
 			// tables it names may not be what the query reads now, and a
-			// fill begun after the drop would pass its check.
+			// fill begun after the drop would pass its check. Not the
+			// epoch, which the periodic refresh (forgetAll) moves too: a
+			// first read that looked its tables up behind an access check
+			// would never fill, since the refresh follows each check.
 			store.Abort(f)
 			m.misses.Inc()
 			return false, nil

@@ -53,6 +53,9 @@ type plan struct {
 	// or "": the statement is then taken to change the catalog.
 	changesCatalog string
 	epoch          uint64 // the database's catalog epoch when decided
+	// changes: the database's count of catalog changes (planner.changes)
+	// read before the facts the decision rests on.
+	changes uint64
 	// transient: the plan was made cheaply from a known shape for a text
 	// seen for the first time, and is not kept in the shared plan cache
 	// (planner.admit).
@@ -432,8 +435,12 @@ func (pl *planner) decideIn(ctx context.Context, db string, epoch *atomic.Uint64
 	if p.decided && p.epoch == cur {
 		return p
 	}
+	// The count first: a change made after it, even one whose epoch
+	// this decision already has, shows when its fill begins.
+	changes := pl.catalogChanges(db).Load()
+	cur = epoch.Load()
 	a := p.analysis
-	np := &plan{sql: p.sql, digest: p.digest, label: p.label, analysis: a, shape: p.shape, decided: true, epoch: cur, transient: p.transient}
+	np := &plan{sql: p.sql, digest: p.digest, label: p.label, analysis: a, shape: p.shape, decided: true, epoch: cur, changes: changes, transient: p.transient}
 	if !a.Candidate {
 		np.decision = cachepolicy.Decision{Reason: a.Reason, Rule: -1}
 		// After DDL what it writes is moot (the catalog facts are about to
