@@ -3,9 +3,11 @@ package integration
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -277,6 +279,71 @@ func TestOperatorShutdownBackendDown(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("exited %v after SIGTERM; shutdown_timeout is 2s", d)
+	}
+}
+
+// TestOperatorSignalDuringStartupCheck: SIGTERM while the startup check
+// waits on a backend that accepts and never answers (it would wait 15
+// seconds) stops sqlcache at once, with exit status 0 and a log line
+// saying it stopped before listening, as after serving.
+func TestOperatorSignalDuringStartupCheck(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { silent.Close() })
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			accepted <- c
+		}
+	}()
+	addr := silent.Addr().String()
+	cfg := withDefaults(t, SqlcacheConfig{Backend: addr, ServiceDSN: "postgres://postgres@" + addr + "/postgres?sslmode=disable"})
+	cmd := exec.Command(SqlcacheBinary(t), "serve", "--config", writeSqlcacheConfig(t, cfg))
+	cmd.SysProcAttr = procAttr(nil)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+
+	select {
+	case <-accepted:
+	case <-done:
+		t.Fatalf("sqlcache exited (%v) before its startup check connected:\n%s", waitErr, out.String())
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the startup check never connected to the backend:\n%s", out.String())
+	}
+	time.Sleep(200 * time.Millisecond) // past the dial, into the wait for an answer
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if !waitDone(done, 10*time.Second) {
+		t.Fatalf("still running 10s after SIGTERM during the startup check:\n%s", out.String())
+	}
+	if code, ok := exitCodeOf(waitErr); !ok || code != 0 {
+		t.Errorf("exit %v after SIGTERM during the startup check; want 0:\n%s", waitErr, out.String())
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("exited %v after SIGTERM; the check would have waited 15s, want at once", d)
+	}
+	if !strings.Contains(out.String(), "stopped during the startup check") {
+		t.Errorf("no log line saying it stopped during the startup check:\n%s", out.String())
+	}
+	if c, err := net.DialTimeout("tcp", cfg.ListenAddr, time.Second); err == nil {
+		c.Close()
+		t.Errorf("%s accepts connections after sqlcache stopped", cfg.ListenAddr)
 	}
 }
 

@@ -138,8 +138,19 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	// From here on a signal stops sqlcache gracefully, the startup check
+	// (up to 15 seconds against a backend that does not answer) included.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	if err := checkInvalidation(ctx, p, cfg, log); err != nil {
 		return err
+	}
+	if ctx.Err() != nil {
+		log.Info("stopped during the startup check, before listening")
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		p.Shutdown(sctx)
+		return nil
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -157,8 +168,6 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) error {
 		log.Info("admin listening", "addr", aln.Addr().String())
 	}
 
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(ln) }()
 	log.Info("sqlcache listening", "addr", ln.Addr().String(), "backend", cfg.Proxy.Backend, "version", versionString())
@@ -195,6 +204,9 @@ func checkInvalidation(ctx context.Context, p *proxy.Proxy, cfg *config, log *sl
 	err := p.CheckInvalidation(cctx)
 	switch {
 	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		// Stopped by a signal, not a failed check: serve says so.
 		return nil
 	case cfg.StartupCheckFail:
 		return &exitError{code: 1, err: fmt.Errorf("change stream (invalidation.postgres.startup_check is fail): %w", err)}
