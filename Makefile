@@ -4,7 +4,7 @@ VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 # An execution count, not a duration: with go1.26 a duration's deadline
 # races the fuzz workers and fails the run for nothing (golang/go#75804).
-FUZZTIME ?= 150000x
+FUZZTIME ?= 100000x
 
 .PHONY: all build test deps lint unit fuzz demo bench clean
 

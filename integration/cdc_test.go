@@ -246,7 +246,7 @@ func summarize(lags []time.Duration) string {
 func TestStalenessBound(t *testing.T) {
 	const maxLag = time.Second
 	pg, sc := startCache(t, nil)
-	lags := staleRun(t, pg, sc, 30*time.Second, pg.URL("postgres", "", "postgres"), nil)
+	lags := staleRun(t, pg, sc, 20*time.Second, pg.URL("postgres", "", "postgres"), nil)
 	t.Logf("direct writers: %s", summarize(lags))
 	if m := percentile(lags, 1); m > maxLag {
 		t.Errorf("a read was %v behind a committed write; the bound is max_lag (%v)", m, maxLag)
@@ -255,7 +255,7 @@ func TestStalenessBound(t *testing.T) {
 		t.Error("no cache hits: the run proves nothing")
 	}
 	t.Run("writer_through_sqlcache", func(t *testing.T) {
-		own := ownWrites(t, pg, sc, 15*time.Second)
+		own := ownWrites(t, pg, sc, 10*time.Second)
 		if own != 0 {
 			t.Errorf("the writing session read %d of its own writes stale", own)
 		}
