@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -304,46 +303,32 @@ func TestOperatorSignalDuringStartupCheck(t *testing.T) {
 		}
 	}()
 	addr := silent.Addr().String()
-	cfg := withDefaults(t, SqlcacheConfig{Backend: addr, ServiceDSN: "postgres://postgres@" + addr + "/postgres?sslmode=disable"})
-	cmd := exec.Command(SqlcacheBinary(t), "serve", "--config", writeSqlcacheConfig(t, cfg))
-	cmd.SysProcAttr = procAttr(nil)
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(done) }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-done })
-
+	sc := LaunchSqlcache(t, SqlcacheConfig{Backend: addr, ServiceDSN: "postgres://postgres@" + addr + "/postgres?sslmode=disable"})
 	select {
 	case <-accepted:
-	case <-done:
-		t.Fatalf("sqlcache exited (%v) before its startup check connected:\n%s", waitErr, out.String())
+	case <-sc.done:
+		t.Fatalf("sqlcache exited (%v) before its startup check connected:\n%s", sc.waitErr, sc.Output())
 	case <-time.After(10 * time.Second):
-		t.Fatalf("the startup check never connected to the backend:\n%s", out.String())
+		t.Fatalf("the startup check never connected to the backend:\n%s", sc.Output())
 	}
 	time.Sleep(200 * time.Millisecond) // past the dial, into the wait for an answer
 	start := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := sc.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if !waitDone(done, 10*time.Second) {
-		t.Fatalf("still running 10s after SIGTERM during the startup check:\n%s", out.String())
-	}
-	if code, ok := exitCodeOf(waitErr); !ok || code != 0 {
-		t.Errorf("exit %v after SIGTERM during the startup check; want 0:\n%s", waitErr, out.String())
+	code, err := sc.Wait(10 * time.Second)
+	if err != nil || code != 0 {
+		t.Errorf("exit %d, %v after SIGTERM during the startup check; want 0:\n%s", code, err, sc.Output())
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("exited %v after SIGTERM; the check would have waited 15s, want at once", d)
 	}
-	if !strings.Contains(out.String(), "stopped during the startup check") {
-		t.Errorf("no log line saying it stopped during the startup check:\n%s", out.String())
+	if !strings.Contains(sc.Output(), "stopped during the startup check") {
+		t.Errorf("no log line saying it stopped during the startup check:\n%s", sc.Output())
 	}
-	if c, err := net.DialTimeout("tcp", cfg.ListenAddr, time.Second); err == nil {
+	if c, err := net.DialTimeout("tcp", sc.Addr, time.Second); err == nil {
 		c.Close()
-		t.Errorf("%s accepts connections after sqlcache stopped", cfg.ListenAddr)
+		t.Errorf("%s accepts connections after sqlcache stopped", sc.Addr)
 	}
 }
 

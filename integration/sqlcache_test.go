@@ -163,7 +163,8 @@ func mergeMaps(dst, src map[string]any) {
 	}
 }
 
-// Sqlcache is a running `sqlcache serve` started by StartSqlcache.
+// Sqlcache is a running `sqlcache serve` started by StartSqlcache or
+// LaunchSqlcache.
 type Sqlcache struct {
 	Addr       string // client listen address, host:port
 	AdminAddr  string
@@ -181,6 +182,21 @@ type Sqlcache struct {
 // SIGKILL after 10s), and logs the last 100 lines of output if the test
 // failed or SQLCACHE_TEST_LOG=1.
 func StartSqlcache(t testing.TB, cfg SqlcacheConfig) *Sqlcache {
+	t.Helper()
+	s := LaunchSqlcache(t, cfg)
+	err := pollUntil(15*time.Second, s.done, s.ready)
+	if errors.Is(err, errExited) {
+		t.Fatalf("sqlcache exited (%v) before it was ready (output below)", s.waitErr)
+	}
+	if err != nil {
+		t.Fatalf("sqlcache: %v (output below)", err)
+	}
+	return s
+}
+
+// LaunchSqlcache is StartSqlcache without the wait for readiness, for
+// tests of what happens before sqlcache listens.
+func LaunchSqlcache(t testing.TB, cfg SqlcacheConfig) *Sqlcache {
 	t.Helper()
 	bin := SqlcacheBinary(t)
 	if cfg.Backend == "" {
@@ -208,14 +224,6 @@ func StartSqlcache(t testing.TB, cfg SqlcacheConfig) *Sqlcache {
 		close(s.done)
 	}()
 	t.Cleanup(func() { s.stop(t) })
-
-	err := pollUntil(15*time.Second, s.done, s.ready)
-	if errors.Is(err, errExited) {
-		t.Fatalf("sqlcache exited (%v) before it was ready (output below)", s.waitErr)
-	}
-	if err != nil {
-		t.Fatalf("sqlcache: %v (output below)", err)
-	}
 	return s
 }
 

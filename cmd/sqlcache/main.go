@@ -147,9 +147,7 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) error {
 	}
 	if ctx.Err() != nil {
 		log.Info("stopped during the startup check, before listening")
-		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-		defer cancel()
-		p.Shutdown(sctx)
+		shutdown(p, nil, cfg, log)
 		return nil
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -179,6 +177,12 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) error {
 	}
 	// A second signal kills the process the default way.
 	stop()
+	shutdown(p, admin, cfg, log)
+	return nil
+}
+
+// shutdown stops p and the admin server, if any, within shutdown_timeout.
+func shutdown(p *proxy.Proxy, admin *http.Server, cfg *config, log *slog.Logger) {
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -189,7 +193,6 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) error {
 		admin.Shutdown(sctx)
 	}
 	log.Info("stopped")
-	return nil
 }
 
 // checkInvalidation tries change streaming once at startup: a problem is
