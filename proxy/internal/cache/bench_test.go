@@ -106,7 +106,7 @@ func BenchmarkInvalidateTable(b *testing.B) {
 					s = New(Config{})
 					s.tableGen = gens
 					for _, e := range all {
-						s.lru.Add(e.hash, e)
+						s.lru.Add(s.hashOf(e), e)
 						s.bytes += e.size
 						s.index(e)
 					}

@@ -2,8 +2,8 @@ package cache
 
 import (
 	"slices"
-	"strings"
 	"time"
+	"unsafe"
 )
 
 // Reasons returned by Commit.
@@ -26,10 +26,12 @@ type Fill struct {
 	label  string
 	db     string
 	tables []string // deduplicated
-	// row: the answer reads only this row of tables[0] (BeginRow).
-	row    *rowRef
-	ttl    time.Duration
-	leader bool
+	// row: the answer reads only this row of tables[0] (BeginRow): nil or
+	// &rowData.
+	row     *rowRef
+	rowData rowRef
+	ttl     time.Duration
+	leader  bool
 	// done is closed when a leader fill ends, made by the first Wait for
 	// it (most fills have no waiters); nil until then. Guarded by the mu
 	// of the Store that began it.
@@ -120,10 +122,15 @@ type Row struct {
 // entry is dropped by InvalidateTable of its table, by InvalidateRows
 // naming its row or naming another column of the table, and by database
 // and store invalidations; but not by InvalidateRows of other rows. The
-// column name is kept as given, the key copied.
+// column name is kept as given, the key copied by Commit. A row with no
+// column is taken as the whole table (Begin).
 func (s *Store) BeginRow(key []byte, label, db string, row Row, ttl time.Duration) *Fill {
+	if row.Column == "" {
+		return s.Begin(key, label, db, []string{row.Table}, ttl)
+	}
 	f := s.newFill(key, label, db, ttl)
-	f.row = &rowRef{column: row.Column, key: strings.Clone(row.Key)}
+	f.rowData = rowRef{column: row.Column, key: row.Key}
+	f.row = &f.rowData
 	f.tableGens = f.gensBuf[:1]
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -217,7 +224,7 @@ func (f *Fill) size(n int) int64 {
 		size += int64(tableOverhead + len(t))
 	}
 	if f.row != nil {
-		size += int64(rowOverhead + len(f.row.key))
+		size += int64(len(f.row.key))
 	}
 	return size
 }
@@ -240,11 +247,24 @@ func (s *Store) Commit(f *Fill, value []byte) (stored bool, reason string) {
 		}
 		return false, ReasonTooLarge
 	}
-	// Copy without the lock. make, not bytes.Clone, so that an empty
-	// answer is a non-nil slice: Get's nil means a miss.
-	v := make([]byte, len(value))
-	copy(v, value)
-	now := s.now()
+	// Copy without the lock, into one allocation with the key and the
+	// row's key: no pointers in it for the collector to follow, and the
+	// strings in it live exactly as long as the value. make, not
+	// bytes.Clone, so that an empty answer is a non-nil slice: Get's nil
+	// means a miss.
+	n := len(value) + len(f.key)
+	if f.row != nil {
+		n += len(f.row.key)
+	}
+	buf := make([]byte, n)
+	v := buf[:copy(buf, value):len(value)]
+	key, rest := carve(buf[len(v):], f.key)
+	var row rowRef
+	if f.row != nil {
+		row.column = f.row.column
+		row.key, _ = carve(rest, f.row.key)
+	}
+	at := s.clock(s.now())
 
 	s.mu.Lock()
 	if f.ended {
@@ -257,22 +277,21 @@ func (s *Store) Commit(f *Fill, value []byte) (stored bool, reason string) {
 		return false, ReasonInvalidated
 	}
 	e := &entry{
-		hash:   f.hash,
-		key:    f.key,
+		key:    key,
 		value:  v,
 		label:  f.label,
 		db:     f.db,
 		tables: f.tables,
-		row:    f.row,
+		row:    row,
 		size:   size,
-		stored: now,
+		stored: at,
 		ttl:    f.ttl,
 	}
-	if old, ok := s.lru.Peek(e.hash); ok {
+	if old, ok := s.lru.Peek(f.hash); ok {
 		s.unlink(old) // same key, or a hash collision: the newer answer wins
 	}
-	capacity, ttl := s.makeRoom(size, now)
-	s.lru.Add(e.hash, e)
+	capacity, ttl := s.makeRoom(size, at)
+	s.lru.Add(f.hash, e)
 	s.bytes += size
 	s.used.Store(s.bytes)
 	s.index(e)
@@ -280,4 +299,14 @@ func (s *Store) Commit(f *Fill, value []byte) (stored bool, reason string) {
 
 	s.report(capacity, ttl)
 	return true, ReasonStored
+}
+
+// carve copies str to the start of buf and returns the copy, a string
+// sharing buf's memory, and the rest of buf.
+func carve(buf []byte, str string) (string, []byte) {
+	n := copy(buf, str)
+	if n == 0 {
+		return "", buf
+	}
+	return unsafe.String(&buf[0], n), buf[n:]
 }

@@ -35,7 +35,7 @@ func (s *Store) index(e *entry) {
 		d.bare[e] = struct{}{}
 		return
 	}
-	if r := e.row; r != nil {
+	if r := e.rowOf(); r != nil {
 		s.rowEntries++
 		t := e.tables[0]
 		ri := d.rows[t]
@@ -51,7 +51,7 @@ func (s *Store) index(e *entry) {
 		if head := keys[r.key]; head != nil {
 			e.rowNext, head.rowPrev = head, e
 		}
-		keys[r.key] = e
+		keys[r.key] = e // the map now holds e's key, not head's (see unindex)
 		return
 	}
 	for _, t := range e.tables {
@@ -79,7 +79,7 @@ func (s *Store) unindex(e *entry) {
 		}
 		return
 	}
-	if r := e.row; r != nil {
+	if r := e.rowOf(); r != nil {
 		s.rowEntries--
 		t := e.tables[0]
 		ri := d.rows[t]
@@ -90,7 +90,10 @@ func (s *Store) unindex(e *entry) {
 		if e.rowPrev != nil {
 			e.rowPrev.rowNext = e.rowNext
 		} else if e.rowNext != nil {
-			keys[r.key] = e.rowNext
+			// By the next head's own key: assigning replaces the map's
+			// copy of the key, which must not be the one in e's value
+			// allocation (that would keep it alive).
+			keys[e.rowNext.row.key] = e.rowNext
 		} else {
 			delete(keys, r.key)
 			if len(keys) == 0 {

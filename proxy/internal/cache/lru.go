@@ -56,13 +56,13 @@ func (l *lruIndex) Remove(h uint64) {
 	}
 }
 
-// GetOldest returns the least recently used entry and its hash.
-func (l *lruIndex) GetOldest() (uint64, *entry, bool) {
+// Oldest returns the least recently used entry.
+func (l *lruIndex) Oldest() (*entry, bool) {
 	e := l.root.lruPrev
 	if e == &l.root {
-		return 0, nil, false
+		return nil, false
 	}
-	return e.hash, e, true
+	return e, true
 }
 
 // Purge removes every entry.

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // putRow stores key as a row entry and fails the test if it is not stored.
@@ -132,6 +133,29 @@ func TestRowOverheadEstimate(t *testing.T) {
 	if heap > 1.2*accounted || heap < 0.8*accounted {
 		t.Errorf("heap %.0f bytes/entry, accounted %.0f: off by more than 20%%", heap, accounted)
 	}
+}
+
+// TestRowIndexKeepsHeadsKey: when the first entry of a row goes and
+// another of the row takes its place in the index, the index's key is the
+// new head's copy, not the copy in the removed entry's value allocation
+// (checkInvariants), which would keep that allocation alive.
+func TestRowIndexKeepsHeadsKey(t *testing.T) {
+	var clk clock
+	s := New(Config{Now: clk.Now})
+	row := Row{"a", "id", "1"}
+	putRow(t, s, "older", "db", row)
+	f := s.BeginRow([]byte("newer"), "label", "db", row, time.Second) // the head
+	if ok, why := s.Commit(f, []byte("v")); !ok {
+		t.Fatalf("Commit: %s", why)
+	}
+	clk.Advance(time.Minute)
+	if v := s.Get([]byte("newer")); v != nil {
+		t.Fatalf("Get(newer) after its TTL = %q; want a miss", v)
+	}
+	if v := s.Get([]byte("older")); string(v) != "v older" {
+		t.Errorf("Get(older) = %q; want %q", v, "v older")
+	}
+	checkInvariants(t, s)
 }
 
 // TestRowIndexEmpties: the row index lets go of rows, columns and tables

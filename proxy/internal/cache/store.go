@@ -40,25 +40,24 @@ const (
 // Go 1.26 (TestOverheadEstimate checks the total against heap growth,
 // within 20%):
 //
-//   - entry struct, with its links in the LRU list: 192 bytes, the
-//     192-byte size class;
+//   - entry struct, with its links in the LRU list and its row: 192
+//     bytes, the 192-byte size class (TestEntrySize);
 //   - the LRU's map slot (uint64 → pointer), with Swiss-table control
 //     bytes and the head-room of a map between doublings: 10 to 30 bytes;
-//   - rounding of the key and value copies up to their allocation size
-//     classes: about 10 bytes for short ones.
+//   - rounding of the one allocation holding the key, the value and the
+//     row's key up to its size class: about 10 bytes for short ones.
 //
 // The label, database and table names are shared between entries, not
 // copied (see Begin), yet counted for every entry: a safe overestimate.
 // Each table name adds tableOverhead: its string header in the entry's
 // table list (16 bytes; entries of one table share a list, tableList, so
-// for them this overestimates) and its slot in the table's index set.
-// A row entry (BeginRow) counts rowOverhead and its key's length instead
-// of a table's index slot: the row reference (32 bytes) and the key's slot
-// in its column's index (a string and a pointer).
+// for them this overestimates) and its slot in the table's index set. A
+// row entry (BeginRow) counts its row key's length too; its slot in its
+// column's index (a string and a pointer) takes the place of the table's
+// index slot.
 const (
 	entryOverhead = 200
 	tableOverhead = 40
-	rowOverhead   = 30
 )
 
 // Config configures a Store. A zero field means its default.
@@ -92,6 +91,7 @@ type Store struct {
 	maxBytes      int64
 	maxEntryBytes int64
 	now           func() time.Time
+	born          time.Time // Store.clock's zero
 	onEvict       func(reason string)
 	seed          maphash.Seed
 	testHash      func(key string) uint64 // if set, replaces maphash; tests use it to force collisions
@@ -139,27 +139,43 @@ type Store struct {
 // entry is one cached answer. Every field but hits is set before the entry
 // is published in lru and never changes, so Top reads them without the
 // lock.
+//
+// The struct stays within the 192-byte size class (TestEntrySize): its key,
+// value and row key share one pointer-free allocation (Commit), and its
+// row is held in place, so an entry is two objects for the collector to
+// trace. Its key's hash is not kept: it is computed again on removal.
 type entry struct {
-	hash   uint64
-	key    string
-	value  []byte
-	label  string
-	db     string
+	key   string // in the allocation of value
+	value []byte
+	label string
+	db    string
+	// tables are the tables the answer reads; for a row entry, tables[0]
+	// is the row's.
 	tables []string
-	row    *rowRef // the one row of tables[0] the answer reads; nil: any rows
+	// row is the one row of tables[0] the answer reads (its key in the
+	// allocation of value), or the zero rowRef: any rows. See rowOf.
+	row rowRef
 	// rowPrev and rowNext link the entries of the same row (under s.mu).
 	rowPrev, rowNext *entry
 	// lruPrev and lruNext link the entries in Store.lru (under s.mu).
 	lruPrev, lruNext *entry
-	size             int64 // accounted bytes, see entryOverhead
-	stored           time.Time
+	size             int64         // accounted bytes, see entryOverhead
+	stored           time.Duration // when committed, on Store.clock
 	ttl              time.Duration // zero: never expires
 	hits             atomic.Uint64
 }
 
-// expired reports whether e has outlived its TTL at now.
-func (e *entry) expired(now time.Time) bool {
-	return e.ttl > 0 && !now.Before(e.stored.Add(e.ttl))
+// rowOf returns the row e reads, or nil if it may read any rows.
+func (e *entry) rowOf() *rowRef {
+	if e.row.column == "" {
+		return nil
+	}
+	return &e.row
+}
+
+// expired reports whether e has outlived its TTL at time at (Store.clock).
+func (e *entry) expired(at time.Duration) bool {
+	return e.ttl > 0 && at-e.stored >= e.ttl // not stored+ttl: a huge TTL would overflow
 }
 
 // New returns an empty Store.
@@ -177,6 +193,7 @@ func New(cfg Config) *Store {
 		maxBytes:      cfg.MaxBytes,
 		maxEntryBytes: cfg.MaxEntryBytes,
 		now:           cfg.Now,
+		born:          cfg.Now(),
 		onEvict:       cfg.OnEvict,
 		seed:          maphash.MakeSeed(),
 		lru:           newLRUIndex(),
@@ -194,7 +211,7 @@ func New(cfg Config) *Store {
 	}
 }
 
-// rowRef is the row a row entry reads.
+// rowRef is the row a row entry reads. Its column is never empty (BeginRow).
 type rowRef struct{ column, key string }
 
 // columnRef names a column of a table of a database.
@@ -228,6 +245,18 @@ func (s *Store) hashKey(key []byte) uint64 {
 	return maphash.Bytes(s.seed, key)
 }
 
+// hashOf returns the hash of e's key, by which lru holds it.
+func (s *Store) hashOf(e *entry) uint64 {
+	if s.testHash != nil {
+		return s.testHash(e.key)
+	}
+	return maphash.String(s.seed, e.key)
+}
+
+// clock returns now as the time since the store was made: entries keep
+// their commit time in 8 bytes, and a monotonic reading stays monotonic.
+func (s *Store) clock(now time.Time) time.Duration { return now.Sub(s.born) }
+
 // Get returns the value stored for key, or nil on a miss. An expired entry
 // is removed and is a miss. The full key is compared, so a hash collision
 // is a miss, never another key's answer.
@@ -247,7 +276,7 @@ func (s *Store) Get(key []byte) []byte {
 	}
 	s.mu.Unlock()
 	// Read the clock without the lock: it can cost more than the lookup.
-	if e.ttl > 0 && e.expired(s.now()) {
+	if e.ttl > 0 && e.expired(s.clock(s.now())) {
 		s.expire(e)
 		return nil
 	}
@@ -259,7 +288,7 @@ func (s *Store) Get(key []byte) []byte {
 // it meanwhile.
 func (s *Store) expire(e *entry) {
 	s.mu.Lock()
-	cur, ok := s.lru.Peek(e.hash)
+	cur, ok := s.lru.Peek(s.hashOf(e))
 	if !ok || cur != e {
 		s.mu.Unlock()
 		return
@@ -273,7 +302,7 @@ func (s *Store) expire(e *entry) {
 // unlink removes e, which must be in the store, from lru, the byte count
 // and the indexes. s.mu must be held.
 func (s *Store) unlink(e *entry) {
-	s.lru.Remove(e.hash)
+	s.lru.Remove(s.hashOf(e))
 	s.bytes -= e.size
 	s.used.Store(s.bytes)
 	s.unindex(e)
@@ -282,14 +311,14 @@ func (s *Store) unlink(e *entry) {
 // makeRoom evicts least recently used entries until size more bytes fit in
 // the budget. It returns how many it removed for capacity and how many had
 // expired anyway. s.mu must be held.
-func (s *Store) makeRoom(size int64, now time.Time) (capacity, ttl int) {
+func (s *Store) makeRoom(size int64, at time.Duration) (capacity, ttl int) {
 	for s.bytes+size > s.maxBytes {
-		_, e, ok := s.lru.GetOldest()
+		e, ok := s.lru.Oldest()
 		if !ok {
 			break
 		}
 		s.unlink(e)
-		if e.expired(now) {
+		if e.expired(at) {
 			s.expirations++
 			ttl++
 		} else {
@@ -371,7 +400,7 @@ func (s *Store) Top(n int) []EntryInfo {
 	s.mu.Lock()
 	es := s.lru.Values() // least recently used first
 	s.mu.Unlock()
-	now := s.now()
+	at := s.clock(s.now())
 
 	// Snapshot the counters: they keep moving while we sort.
 	type ranked struct {
@@ -380,7 +409,7 @@ func (s *Store) Top(n int) []EntryInfo {
 	}
 	rs := make([]ranked, 0, len(es))
 	for _, e := range slices.Backward(es) {
-		if !e.expired(now) {
+		if !e.expired(at) {
 			rs = append(rs, ranked{e, e.hits.Load()})
 		}
 	}
@@ -394,7 +423,7 @@ func (s *Store) Top(n int) []EntryInfo {
 			Tables: slices.Clone(r.e.tables),
 			Hits:   r.hits,
 			Bytes:  int(r.e.size),
-			Age:    now.Sub(r.e.stored),
+			Age:    at - r.e.stored,
 			TTL:    r.e.ttl,
 		})
 	}

@@ -110,15 +110,14 @@ func checkInvariants(t testing.TB, s *Store) {
 		}
 		inLRU[e] = true
 		sum += e.size
-		if got, _ := s.lru.Peek(e.hash); got != e {
-			t.Errorf("entry %q in the LRU list is not the entry of its hash %x", e.key, e.hash)
-		}
-		if want := s.hashKey([]byte(e.key)); e.hash != want {
-			t.Errorf("entry %q hash %x, key hashes to %x", e.key, e.hash, want)
+		if h := s.hashKey([]byte(e.key)); s.hashOf(e) != h {
+			t.Errorf("entry %q: hashOf %x, hashKey %x", e.key, s.hashOf(e), h)
+		} else if got, _ := s.lru.Peek(h); got != e {
+			t.Errorf("entry %q in the LRU list is not the entry of its hash %x", e.key, h)
 		}
 		want := sizeOf(e.key, e.label, e.db, e.tables, len(e.value))
-		if e.row != nil {
-			want += int64(rowOverhead + len(e.row.key))
+		if e.rowOf() != nil {
+			want += int64(len(e.row.key))
 		}
 		if e.size != want {
 			t.Errorf("entry %q size %d, want %d", e.key, e.size, want)
@@ -134,7 +133,7 @@ func checkInvariants(t testing.TB, s *Store) {
 			}
 			continue
 		}
-		if e.row != nil {
+		if e.rowOf() != nil {
 			if !rowListed(d, e) {
 				t.Errorf("row entry %q missing from its row's list", e.key)
 			}
@@ -151,7 +150,7 @@ func checkInvariants(t testing.TB, s *Store) {
 	}
 	rows := 0
 	for e := range inLRU {
-		if e.row != nil {
+		if e.rowOf() != nil {
 			rows++
 		}
 	}
@@ -187,7 +186,7 @@ func checkInvariants(t testing.TB, s *Store) {
 				t.Errorf("db %q table %q: empty set kept", db, tb)
 			}
 			for e := range set {
-				if !inLRU[e] || !slices.Contains(e.tables, tb) || e.row != nil {
+				if !inLRU[e] || !slices.Contains(e.tables, tb) || e.rowOf() != nil {
 					t.Errorf("db %q table %q index holds removed, foreign or row entry %q", db, tb, e.key)
 				}
 			}
@@ -203,9 +202,13 @@ func checkInvariants(t testing.TB, s *Store) {
 				for key, head := range keys {
 					if head == nil || head.rowPrev != nil {
 						t.Errorf("db %q row %s.%s=%s: list head nil or has a predecessor", db, tb, col, key)
+					} else if unsafe.StringData(key) != unsafe.StringData(head.row.key) {
+						// Any other entry's copy may be gone, and the map's
+						// key would keep its value allocation alive.
+						t.Errorf("db %q row %s.%s=%s: the index's key is not its head entry's", db, tb, col, key)
 					}
 					for e := head; e != nil; e = e.rowNext {
-						if !inLRU[e] || e.row == nil || e.tables[0] != tb || e.row.column != col || e.row.key != key {
+						if !inLRU[e] || e.rowOf() == nil || e.tables[0] != tb || e.row.column != col || e.row.key != key {
 							t.Errorf("db %q row %s.%s=%s lists removed or foreign entry %q", db, tb, col, key, e.key)
 						}
 						if e.rowNext != nil && e.rowNext.rowPrev != e {
@@ -592,6 +595,38 @@ func TestOverheadEstimate(t *testing.T) {
 		if heap > 1.2*accounted || heap < 0.8*accounted {
 			t.Errorf("%d tables: heap %.0f bytes/entry, accounted %.0f: off by more than 20%%", len(tables), heap, accounted)
 		}
+	}
+}
+
+// TestEntrySize: an entry stays in the 192-byte size class that
+// entryOverhead and the memory figures in the README assume.
+func TestEntrySize(t *testing.T) {
+	if n := unsafe.Sizeof(entry{}); n > 192 {
+		t.Errorf("entry is %d bytes; want at most 192", n)
+	}
+}
+
+// TestOneAllocationPerEntry: a committed answer costs the entry and one
+// allocation for its key, value and row key, beside the Fill.
+func TestOneAllocationPerEntry(t *testing.T) {
+	s := New(Config{MaxBytes: 1 << 30})
+	value := []byte("0123456789abcdef")
+	keys := make([][]byte, 101) // AllocsPerRun runs once more to warm up
+	for i := range keys {
+		keys[i] = strconv.AppendInt([]byte("key-"), int64(i), 10)
+	}
+	i := 0
+	allocs := testing.AllocsPerRun(100, func() {
+		f := s.BeginRow(keys[i], "label", "db", Row{"t", "id", "1"}, 0)
+		if ok, why := s.Commit(f, value); !ok {
+			t.Fatalf("Commit: %s", why)
+		}
+		i++
+	})
+	// The Fill and its key, the entry, its allocation; map growth
+	// rounds up.
+	if allocs > 4.5 {
+		t.Errorf("%.1f allocations per row fill and commit; want 4", allocs)
 	}
 }
 
