@@ -114,24 +114,81 @@ func (s *Store) unindex(e *entry) {
 	}
 }
 
+// Invalidating a table, a database or many rows of a table can remove a
+// million entries, which takes a second: the store's lock is released
+// after every invalidateChunk entries (or row keys) so that hits and fills
+// of everything else go on meanwhile. That is safe because the
+// generations are bumped first (row keys': with their chunk), so that a
+// fill begun before the change never stores after its entries' removal,
+// and because the call returns only once every entry that may predate the
+// change is gone: a reader may still find such an entry while the call
+// runs, as it could have just before the call, but not after it returns.
+const invalidateChunk = 1024
+
+// pause ends a chunk of an invalidation, which holds s.mu: it releases
+// the lock and, unless done, takes it again for the next chunk. It
+// reports done.
+func (s *Store) pause(done bool) bool {
+	s.mu.Unlock()
+	if done {
+		return true
+	}
+	if s.betweenChunks != nil {
+		s.betweenChunks()
+	}
+	s.mu.Lock()
+	return false
+}
+
 // InvalidateTable records a change to table of database db: it bumps the
 // table's generation, so that fills reading it that are running now will
 // not store, and removes every entry that depends on it. It returns the
 // number of entries removed.
 func (s *Store) InvalidateTable(db, table string) int {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.bump(db, table)
+	total := 0
+	for done := false; !done; {
+		total += s.unlinkTable(db, table, "")
+		done = s.pause(s.tableEmpty(db, table, ""))
+	}
+	return total
+}
 
+// unlinkTable unlinks up to about invalidateChunk entries of table in
+// database db, not counting row entries by column except (if it is not
+// ""), and returns how many. s.mu must be held.
+func (s *Store) unlinkTable(db, table, except string) int {
 	d := s.byDB[db]
 	if d == nil {
 		return 0
 	}
-	n := s.unlinkAll(d.tables[table])
-	for _, byKey := range d.rows[table] {
-		n += s.unlinkColumn(byKey)
+	n := s.unlinkSome(d.tables[table], invalidateChunk)
+	for c, byKey := range d.rows[table] {
+		if c != except && n < invalidateChunk {
+			n += s.unlinkColumn(byKey, invalidateChunk-n)
+		}
 	}
 	return n
+}
+
+// tableEmpty reports whether database db holds no entry of table, not
+// counting row entries by column except (if it is not ""). s.mu must be
+// held.
+func (s *Store) tableEmpty(db, table, except string) bool {
+	d := s.byDB[db]
+	if d == nil {
+		return true
+	}
+	if len(d.tables[table]) > 0 {
+		return false
+	}
+	for c := range d.rows[table] {
+		if c != except {
+			return false
+		}
+	}
+	return true
 }
 
 // InvalidateRows records a change to the rows of table whose column has
@@ -140,32 +197,35 @@ func (s *Store) InvalidateTable(db, table string) int {
 // of the same entries refuse to store. It returns the number removed.
 func (s *Store) InvalidateRows(db, table, column string, keys []string) int {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	k := s.bump(db, table)
 	if n, ok := s.rowsBy[columnRef{db, table, column}]; ok {
 		s.rowsBy[columnRef{db, table, column}] = n + 1
 	} else {
 		s.rowsBy[columnRef{k.db, k.table, strings.Clone(column)}] = 1
 	}
-	for _, key := range keys {
-		s.rowGens[s.rowSlot(db, table, column, key)]++
-	}
-
-	d := s.byDB[db]
-	if d == nil {
-		return 0
-	}
-	n := s.unlinkAll(d.tables[table])
-	for c, byKey := range d.rows[table] {
-		if c != column {
-			n += s.unlinkColumn(byKey)
-			continue
+	total := 0
+	for done := false; !done; {
+		n := s.unlinkTable(db, table, column)
+		if n < invalidateChunk && len(keys) > 0 {
+			// The rows' generations go up with their chunk, before
+			// their entries go: see invalidateChunk.
+			chunk := keys[:min(len(keys), invalidateChunk-n)]
+			keys = keys[len(chunk):]
+			for _, key := range chunk {
+				s.rowGens[s.rowSlot(db, table, column, key)]++
+			}
+			if d := s.byDB[db]; d != nil {
+				if byKey := d.rows[table][column]; byKey != nil {
+					for _, key := range chunk {
+						n += s.unlinkRow(byKey[key])
+					}
+				}
+			}
 		}
-		for _, key := range keys {
-			n += s.unlinkRow(byKey[key])
-		}
+		total += n
+		done = s.pause(len(keys) == 0 && s.tableEmpty(db, table, column))
 	}
-	return n
+	return total
 }
 
 // bump increments the generation of a table and returns its map key.
@@ -196,21 +256,28 @@ func (s *Store) unlinkRow(e *entry) int {
 }
 
 // unlinkColumn unlinks the row entries of a table by one column (its
-// rows' first entries by key) and returns how many. s.mu must be held.
-func (s *Store) unlinkColumn(byKey map[string]*entry) int {
+// rows' first entries by key), a row at a time until at least max are
+// gone, and returns how many. s.mu must be held.
+func (s *Store) unlinkColumn(byKey map[string]*entry, max int) int {
 	n := 0
 	for _, head := range byKey {
+		if n >= max {
+			break
+		}
 		n += s.unlinkRow(head)
 	}
 	return n
 }
 
-// unlinkAll unlinks the entries of set and returns how many. unlink
-// deletes from the set as we range over it, which Go allows. s.mu must be
-// held.
-func (s *Store) unlinkAll(set map[*entry]struct{}) int {
+// unlinkSome unlinks up to max entries of set and returns how many.
+// unlink deletes from the set as we range over it, which Go allows. s.mu
+// must be held.
+func (s *Store) unlinkSome(set map[*entry]struct{}, max int) int {
 	n := 0
 	for e := range set {
+		if n >= max {
+			break
+		}
 		s.unlink(e)
 		n++
 	}
@@ -222,27 +289,43 @@ func (s *Store) unlinkAll(set map[*entry]struct{}) int {
 // generation and removes every entry of db. It returns the number removed.
 func (s *Store) InvalidateDB(db string) int {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	g, ok := s.dbGen[db]
 	if !ok {
 		db = strings.Clone(db)
 	}
 	s.dbGen[db] = g + 1
 
+	// unlink deletes from the maps as we range over them, which Go
+	// allows: an entry of several tables goes with the first, and is not
+	// met again under the others.
+	total := 0
+	for done := false; !done; {
+		total += s.unlinkDB(db)
+		done = s.pause(s.byDB[db] == nil)
+	}
+	return total
+}
+
+// unlinkDB unlinks up to about invalidateChunk entries of database db and
+// returns how many. s.mu must be held.
+func (s *Store) unlinkDB(db string) int {
 	d := s.byDB[db]
 	if d == nil {
 		return 0
 	}
-	// unlink deletes from the maps as we range over them, which Go
-	// allows: an entry of several tables goes with the first, and is not
-	// met again under the others.
-	n := s.unlinkAll(d.bare)
+	n := s.unlinkSome(d.bare, invalidateChunk)
 	for _, set := range d.tables {
-		n += s.unlinkAll(set)
+		if n >= invalidateChunk {
+			return n
+		}
+		n += s.unlinkSome(set, invalidateChunk-n)
 	}
 	for _, byColumn := range d.rows {
 		for _, byKey := range byColumn {
-			n += s.unlinkColumn(byKey)
+			if n >= invalidateChunk {
+				return n
+			}
+			n += s.unlinkColumn(byKey, invalidateChunk-n)
 		}
 	}
 	return n

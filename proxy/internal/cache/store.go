@@ -95,6 +95,9 @@ type Store struct {
 	onEvict       func(reason string)
 	seed          maphash.Seed
 	testHash      func(key string) uint64 // if set, replaces maphash; tests use it to force collisions
+	// betweenChunks, if set, runs between the chunks of an invalidation,
+	// without the lock (drain); tests use it to act in those gaps.
+	betweenChunks func()
 
 	mu sync.Mutex // guards every field below, and Fill.ended of the fills this Store began
 
