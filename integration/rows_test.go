@@ -271,6 +271,12 @@ func TestRowInvalidation(t *testing.T) {
 		cached("row 2", func() string { return get(2) })
 		pg.Exec(t, `UPDATE kv SET v = 9`)
 		eventually(t, 5*time.Second, func() (string, error) { return get(2), nil }, "9")
+		// A read may see the update before the stream has applied all of
+		// it (relayed while the stream is behind max_lag, or between its
+		// first application and the one a heartbeat's snapshot makes):
+		// let the stream catch up before asking for a hit, as the checks
+		// above do (without it, it failed in 2 of 30 runs on 2026-11-29).
+		waitApplied(t, sc)
 		cached("row 2", func() string { return get(2) })
 		if _, err := conn.Exec(ctx, `UPDATE kv SET v = 10 WHERE v = 9`); err != nil {
 			t.Fatal(err)
