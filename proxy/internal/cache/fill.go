@@ -26,12 +26,11 @@ type Fill struct {
 	label  string
 	db     string
 	tables []string // deduplicated
-	// row: the answer reads only this row of tables[0] (BeginRow): nil or
-	// &rowData.
-	row     *rowRef
-	rowData rowRef
-	ttl     time.Duration
-	leader  bool
+	// row: the answer reads only this row of tables[0] (BeginRow), or
+	// the zero rowRef.
+	row    rowRef
+	ttl    time.Duration
+	leader bool
 	// done is closed when a leader fill ends, made by the first Wait for
 	// it (most fills have no waiters); nil until then. Guarded by the mu
 	// of the Store that began it.
@@ -129,8 +128,7 @@ func (s *Store) BeginRow(key []byte, label, db string, row Row, ttl time.Duratio
 		return s.Begin(key, label, db, []string{row.Table}, ttl)
 	}
 	f := s.newFill(key, label, db, ttl)
-	f.rowData = rowRef{column: row.Column, key: row.Key}
-	f.row = &f.rowData
+	f.row = rowRef{column: row.Column, key: row.Key}
 	f.tableGens = f.gensBuf[:1]
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -204,7 +202,7 @@ func (s *Store) unchanged(f *Fill) bool {
 	if s.allGen != f.allGen || s.dbGen[f.db] != f.dbGen {
 		return false
 	}
-	if r := f.row; r != nil {
+	if r := f.row.orNil(); r != nil {
 		t := f.tables[0]
 		return s.notByColumn(f.db, t, r.column) == f.tableGens[0] &&
 			s.rowGens[s.rowSlot(f.db, t, r.column, r.key)] == f.rowGen
@@ -223,10 +221,7 @@ func (f *Fill) size(n int) int64 {
 	for _, t := range f.tables {
 		size += int64(tableOverhead + len(t))
 	}
-	if f.row != nil {
-		size += int64(len(f.row.key))
-	}
-	return size
+	return size + int64(len(f.row.key)) // zero without a row
 }
 
 // Commit ends f and stores a copy of value as the answer for f's key,
@@ -252,18 +247,11 @@ func (s *Store) Commit(f *Fill, value []byte) (stored bool, reason string) {
 	// strings in it live exactly as long as the value. make, not
 	// bytes.Clone, so that an empty answer is a non-nil slice: Get's nil
 	// means a miss.
-	n := len(value) + len(f.key)
-	if f.row != nil {
-		n += len(f.row.key)
-	}
-	buf := make([]byte, n)
+	buf := make([]byte, len(value)+len(f.key)+len(f.row.key))
 	v := buf[:copy(buf, value):len(value)]
 	key, rest := carve(buf[len(v):], f.key)
-	var row rowRef
-	if f.row != nil {
-		row.column = f.row.column
-		row.key, _ = carve(rest, f.row.key)
-	}
+	row := rowRef{column: f.row.column}
+	row.key, _ = carve(rest, f.row.key)
 	at := s.clock(s.now())
 
 	s.mu.Lock()

@@ -35,7 +35,7 @@ func (s *Store) index(e *entry) {
 		d.bare[e] = struct{}{}
 		return
 	}
-	if r := e.rowOf(); r != nil {
+	if r := e.row.orNil(); r != nil {
 		s.rowEntries++
 		t := e.tables[0]
 		ri := d.rows[t]
@@ -79,7 +79,7 @@ func (s *Store) unindex(e *entry) {
 		}
 		return
 	}
-	if r := e.rowOf(); r != nil {
+	if r := e.row.orNil(); r != nil {
 		s.rowEntries--
 		t := e.tables[0]
 		ri := d.rows[t]
@@ -165,7 +165,10 @@ func (s *Store) unlinkTable(db, table, except string) int {
 	}
 	n := s.unlinkSome(d.tables[table], invalidateChunk)
 	for c, byKey := range d.rows[table] {
-		if c != except && n < invalidateChunk {
+		if n >= invalidateChunk {
+			break
+		}
+		if c != except {
 			n += s.unlinkColumn(byKey, invalidateChunk-n)
 		}
 	}

@@ -158,6 +158,17 @@ func TestRowIndexKeepsHeadsKey(t *testing.T) {
 	checkInvariants(t, s)
 }
 
+// TestBeginRowWithoutColumn: a row named by no column is taken as the
+// whole table (the zero rowRef means no row), so any row's change drops it.
+func TestBeginRowWithoutColumn(t *testing.T) {
+	s := New(Config{})
+	putRow(t, s, "k", "db", Row{"a", "", "1"})
+	if n := s.InvalidateRows("db", "a", "id", []string{"2"}); n != 1 {
+		t.Errorf("InvalidateRows of another row removed %d; want the entry", n)
+	}
+	checkInvariants(t, s)
+}
+
 // TestRowIndexEmpties: the row index lets go of rows, columns and tables
 // as their entries go, however they go.
 func TestRowIndexEmpties(t *testing.T) {

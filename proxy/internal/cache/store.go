@@ -96,7 +96,7 @@ type Store struct {
 	seed          maphash.Seed
 	testHash      func(key string) uint64 // if set, replaces maphash; tests use it to force collisions
 	// betweenChunks, if set, runs between the chunks of an invalidation,
-	// without the lock (drain); tests use it to act in those gaps.
+	// without the lock (pause); tests use it to act in those gaps.
 	betweenChunks func()
 
 	mu sync.Mutex // guards every field below, and Fill.ended of the fills this Store began
@@ -156,7 +156,7 @@ type entry struct {
 	// is the row's.
 	tables []string
 	// row is the one row of tables[0] the answer reads (its key in the
-	// allocation of value), or the zero rowRef: any rows. See rowOf.
+	// allocation of value), or the zero rowRef: any rows.
 	row rowRef
 	// rowPrev and rowNext link the entries of the same row (under s.mu).
 	rowPrev, rowNext *entry
@@ -166,14 +166,6 @@ type entry struct {
 	stored           time.Duration // when committed, on Store.clock
 	ttl              time.Duration // zero: never expires
 	hits             atomic.Uint64
-}
-
-// rowOf returns the row e reads, or nil if it may read any rows.
-func (e *entry) rowOf() *rowRef {
-	if e.row.column == "" {
-		return nil
-	}
-	return &e.row
 }
 
 // expired reports whether e has outlived its TTL at time at (Store.clock).
@@ -214,8 +206,18 @@ func New(cfg Config) *Store {
 	}
 }
 
-// rowRef is the row a row entry reads. Its column is never empty (BeginRow).
+// rowRef is the row an answer reads. A row's column is never empty
+// (BeginRow), so the zero rowRef stands for none: the answer may read any
+// rows.
 type rowRef struct{ column, key string }
+
+// orNil returns r, or nil if it is the zero rowRef.
+func (r *rowRef) orNil() *rowRef {
+	if r.column == "" {
+		return nil
+	}
+	return r
+}
 
 // columnRef names a column of a table of a database.
 type columnRef struct{ db, table, column string }

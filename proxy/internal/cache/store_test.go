@@ -116,7 +116,7 @@ func checkInvariants(t testing.TB, s *Store) {
 			t.Errorf("entry %q in the LRU list is not the entry of its hash %x", e.key, h)
 		}
 		want := sizeOf(e.key, e.label, e.db, e.tables, len(e.value))
-		if e.rowOf() != nil {
+		if e.row.orNil() != nil {
 			want += int64(len(e.row.key))
 		}
 		if e.size != want {
@@ -133,7 +133,7 @@ func checkInvariants(t testing.TB, s *Store) {
 			}
 			continue
 		}
-		if e.rowOf() != nil {
+		if e.row.orNil() != nil {
 			if !rowListed(d, e) {
 				t.Errorf("row entry %q missing from its row's list", e.key)
 			}
@@ -150,7 +150,7 @@ func checkInvariants(t testing.TB, s *Store) {
 	}
 	rows := 0
 	for e := range inLRU {
-		if e.rowOf() != nil {
+		if e.row.orNil() != nil {
 			rows++
 		}
 	}
@@ -186,7 +186,7 @@ func checkInvariants(t testing.TB, s *Store) {
 				t.Errorf("db %q table %q: empty set kept", db, tb)
 			}
 			for e := range set {
-				if !inLRU[e] || !slices.Contains(e.tables, tb) || e.rowOf() != nil {
+				if !inLRU[e] || !slices.Contains(e.tables, tb) || e.row.orNil() != nil {
 					t.Errorf("db %q table %q index holds removed, foreign or row entry %q", db, tb, e.key)
 				}
 			}
@@ -208,7 +208,7 @@ func checkInvariants(t testing.TB, s *Store) {
 						t.Errorf("db %q row %s.%s=%s: the index's key is not its head entry's", db, tb, col, key)
 					}
 					for e := head; e != nil; e = e.rowNext {
-						if !inLRU[e] || e.rowOf() == nil || e.tables[0] != tb || e.row.column != col || e.row.key != key {
+						if !inLRU[e] || e.row.orNil() == nil || e.tables[0] != tb || e.row.column != col || e.row.key != key {
 							t.Errorf("db %q row %s.%s=%s lists removed or foreign entry %q", db, tb, col, key, e.key)
 						}
 						if e.rowNext != nil && e.rowNext.rowPrev != e {
